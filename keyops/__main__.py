@@ -1,0 +1,3 @@
+from keyops.cli.main import run
+
+run()

@@ -1,0 +1,102 @@
+"""The composition root: ``build(settings)`` wires everything else.
+
+The CLI, the daemon and the tests all get their objects from here, so there
+is exactly one place that decides which engine, stores and services exist.
+Nothing in keyops connects to anything at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyops.config import Settings, builtin_spec_text, read_spec_file
+from keyops.domain.specs import SpecError, find_line, parse_spec_document
+from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
+from keyops.inventory import migrate
+from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
+from keyops.lifecycle.keys import KeyService
+from keyops.lifecycle.specs import SpecRegistry
+
+log = logging.getLogger("keyops.bootstrap")
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keys: KeyService
+    specs: SpecRegistry
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def make_database(settings: Settings) -> Engine:
+    db = settings.database
+    return make_engine(db.url, pool_size=db.pool_size, connect_timeout=db.connect_timeout, echo=db.echo)
+
+
+def ensure_schema(engine: Engine, settings: Settings) -> None:
+    with translate_db_errors(settings.database.url):
+        if migrate.is_current(engine):
+            return
+        if not settings.database.auto_migrate:
+            raise DatabaseUnavailableError(
+                f"the database at {safe_url(settings.database.url)} is not at the current schema; "
+                f"run `keyops db upgrade` (or set database.auto_migrate = true)"
+            )
+        log.info("migrating the inventory schema", extra={"database": safe_url(settings.database.url)})
+        migrate.upgrade(engine)
+
+
+def load_builtin_specs(registry: SpecRegistry, settings: Settings) -> None:
+    text = builtin_spec_text()
+    import tomllib
+
+    try:
+        profiles, policies = parse_spec_document(tomllib.loads(text))
+    except SpecError as exc:  # a packaging bug, but say where
+        raise ConfigError(f"built-in profiles are invalid at {exc.path}: {exc.problem}") from None
+    registry.sync_builtins(profiles, policies)
+    for path in settings.spec_files:
+        try:
+            file_text, doc = read_spec_file(path)
+        except InvalidInputError as exc:
+            raise ConfigError(f"setting spec_files: {exc}") from None
+        try:
+            extra_profiles, extra_policies = parse_spec_document(doc)
+        except SpecError as exc:
+            line = find_line(file_text, exc.path)
+            raise ConfigError(f"setting spec_files: {path}:{line or '?'}: {exc.path}: {exc.problem}") from None
+        registry.apply(extra_profiles, extra_policies, actor="keyops", source=path)
+
+
+def build(settings: Settings, *, prepare: bool = True) -> App:
+    """Wire the application. With ``prepare`` the schema is migrated (when
+    allowed) and the built-in profiles and policies are present."""
+    engine = make_database(settings)
+    sessions = make_session_factory(engine)
+    specs = SpecRegistry(sessions)
+    app = App(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        keys=KeyService(sessions, key_prefix=settings.keys.prefix),
+        specs=specs,
+    )
+    if prepare:
+        try:
+            ensure_schema(engine, settings)
+            with translate_db_errors(settings.database.url):
+                load_builtin_specs(specs, settings)
+        except BaseException:
+            engine.dispose()
+            raise
+    return app

@@ -1,0 +1,56 @@
+"""Per-invocation state shared by the command groups: settings, the lazily
+built application, and who is acting."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+
+import typer
+
+from keyops.bootstrap import App, build
+from keyops.config import Settings, load_settings
+from keyops.logs import configure
+
+
+@dataclass
+class CliState:
+    config_path: str | None = None
+    actor_override: str | None = None
+    _settings: Settings | None = None
+    _app: App | None = None
+    _closers: list[App] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+            configure(self._settings.log.level if self._settings.log.level != "INFO" else "WARNING", "text")
+        return self._settings
+
+    def app(self, *, prepare: bool = True) -> App:
+        if self._app is None:
+            self._app = build(self.settings, prepare=prepare)
+        return self._app
+
+    @property
+    def actor(self) -> str:
+        if self.actor_override:
+            return self.actor_override
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        return f"cli:{user}"
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj

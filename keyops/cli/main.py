@@ -1,0 +1,73 @@
+"""Entry point of the ``keyops`` command.
+
+Errors reach the user as one line on stderr, ``keyops: error: ...``, with the
+exit code of the error's class (see ``keyops/errors.py`` and the README).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from keyops import __version__
+from keyops.cli import audit_cmd, db_cmd, keys_cmd, specs_cmd
+from keyops.cli.context import CliState
+from keyops.errors import KeyOpsError
+from keyops.logs import redact
+
+app = typer.Typer(
+    name="keyops",
+    help="keyops: issue, inventory, deliver, rotate and revoke API keys.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(specs_cmd.profiles_app, name="profiles")
+app.add_typer(specs_cmd.policies_app, name="policies")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(db_cmd.app, name="db")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="Settings file (default: $KEYOPS_CONFIG, ./keyops.toml).")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="Who is acting, for the audit log (default: your OS user).")
+    ] = None,
+) -> None:
+    ctx.obj = CliState(config_path=config, actor_override=actor)
+    ctx.call_on_close(ctx.obj.close)
+
+
+@app.command()
+def version() -> None:
+    """Print the keyops version."""
+    typer.echo(f"keyops {__version__}")
+
+
+def run() -> None:
+    """Console-script entry: translate every failure into one line and an exit code."""
+    try:
+        app()
+    except KeyOpsError as exc:
+        sys.stderr.write(f"keyops: error: {redact(exc.message)}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("keyops: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("KEYOPS_DEBUG"):
+            raise
+        first = redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
+        sys.stderr.write(
+            f"keyops: internal error: {type(exc).__name__}: {first} "
+            f"(this is a bug; rerun with KEYOPS_DEBUG=1 for a traceback and report it)\n"
+        )
+        sys.exit(1)

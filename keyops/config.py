@@ -1,0 +1,289 @@
+"""Settings: the only module that reads configuration files and the environment.
+
+Sources, later ones winning:
+
+1. built-in defaults (the dataclasses below);
+2. one TOML file, the first found of: ``--config PATH``, ``$KEYOPS_CONFIG``,
+   ``./keyops.toml``, ``/etc/keyops/keyops.toml``;
+3. ``KEYOPS_<SECTION>_<FIELD>`` environment variables
+   (``KEYOPS_DATABASE_URL`` sets ``[database] url``).
+
+Every setting is documented in ``config/keyops.example.toml``. A bad setting
+raises ``ConfigError`` with one line naming it, so the program stops at start
+instead of failing later in a confusing place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from keyops.domain.durations import parse_duration
+from keyops.domain.keyformat import validate_prefix
+from keyops.errors import ConfigError, InvalidInputError
+
+ENV_PREFIX = "KEYOPS_"
+DEFAULT_CONFIG_PATHS = (Path("keyops.toml"), Path("/etc/keyops/keyops.toml"))
+
+
+@dataclass
+class DatabaseSettings:
+    #: SQLAlchemy URL. SQLite file in the working directory by default.
+    url: str = "sqlite:///keyops.db"
+    #: Create and migrate the schema on first use.
+    auto_migrate: bool = True
+    pool_size: int = 5
+    #: Seconds to wait for a connection (and SQLite's busy timeout).
+    connect_timeout: int = 5
+    echo: bool = False
+
+
+@dataclass
+class KeySettings:
+    #: Prefix of native keys; one per environment (kops_live, kops_test, ...).
+    prefix: str = "kops_live"
+    default_profile: str = "interactive"
+    default_policy: str = "standard"
+
+
+@dataclass
+class LogSettings:
+    level: str = "INFO"
+    #: "json" (one object per line, for machines) or "text" (for people).
+    format: str = "json"
+
+
+@dataclass
+class FileStoreSettings:
+    #: Directory for file: destinations given as relative paths.
+    directory: str = "keyops-secrets"
+    #: Fernet key (urlsafe base64, 32 bytes) that encrypts material at rest.
+    #: When empty, a key file is created beside the directory on first use.
+    encryption_key: str = ""
+    encryption_key_file: str = ""
+
+
+@dataclass
+class VaultSettings:
+    #: Defaults follow the vault CLI: VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE.
+    addr: str = ""
+    token: str = ""
+    namespace: str = ""
+    #: "token" or "approle".
+    auth_method: str = "token"
+    role_id: str = ""
+    secret_id: str = ""
+    approle_mount: str = "approle"
+    #: PEM bundle to verify Vault's TLS certificate; empty = system store.
+    ca_cert: str = ""
+    timeout: int = 10
+
+
+@dataclass
+class AwsSettings:
+    #: Empty values fall back to boto3's standard chain (AWS_REGION,
+    #: AWS_ENDPOINT_URL, AWS_PROFILE, instance roles, ...).
+    region: str = ""
+    endpoint_url: str = ""
+    profile: str = ""
+    kms_key_id: str = ""
+    max_attempts: int = 8
+
+
+@dataclass
+class StoreSettings:
+    file: FileStoreSettings = field(default_factory=FileStoreSettings)
+    vault: VaultSettings = field(default_factory=VaultSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
+
+
+@dataclass
+class RotationSettings:
+    #: How many key rotations run at once (their store I/O overlaps).
+    concurrency: int = 8
+    #: Attempts per step before a rotation is marked failed.
+    max_attempts: int = 5
+    #: First retry delay; doubles each attempt, with jitter.
+    backoff_initial: str = "1s"
+    backoff_max: str = "60s"
+    #: How long a worker owns a rotation before another may resume it.
+    lease: str = "5m"
+
+
+@dataclass
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    keys: KeySettings = field(default_factory=KeySettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    stores: StoreSettings = field(default_factory=StoreSettings)
+    rotation: RotationSettings = field(default_factory=RotationSettings)
+    #: Extra profile/policy files applied on top of the built-ins at start.
+    spec_files: list[str] = field(default_factory=list)
+    #: Where the settings came from (a file path or "defaults"); informational.
+    source: str = "defaults"
+
+
+def _coerce(value: Any, kind: Any, path: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"setting {path} must be a list, got {value!r}")
+        return [_coerce(v, typing.get_args(kind)[0], f"{path}[{i}]") for i, v in enumerate(value)]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"setting {path} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"setting {path} must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {path} must be an integer, got {value!r}") from None
+    if kind is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"setting {path} must be a string, got {value!r}")
+        return str(value)
+    if isinstance(kind, types.UnionType):
+        return value
+    raise ConfigError(f"setting {path} has an unsupported type")
+
+
+def _build(cls: type[Any], doc: Mapping[str, Any], path: str, env: Mapping[str, str]) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in doc:
+        if key not in known or key == "source":
+            where = f"{path}.{key}" if path else key
+            raise ConfigError(f"unknown setting {where} (check the spelling against config/keyops.example.toml)")
+    for f in dataclasses.fields(cls):
+        if f.name == "source":
+            continue
+        kind = hints[f.name]
+        fpath = f"{path}.{f.name}" if path else f.name
+        env_name = ENV_PREFIX + fpath.replace(".", "_").upper()
+        if dataclasses.is_dataclass(kind):
+            sub = doc.get(f.name, {})
+            if not isinstance(sub, Mapping):
+                raise ConfigError(f"setting {fpath} must be a table")
+            kwargs[f.name] = _build(typing.cast(type, kind), sub, fpath, env)
+            continue
+        if env_name in env:
+            kwargs[f.name] = _coerce(env[env_name], kind, f"{fpath} (from {env_name})")
+        elif f.name in doc:
+            kwargs[f.name] = _coerce(doc[f.name], kind, fpath)
+    return cls(**kwargs)
+
+
+def _validate(settings: Settings) -> None:
+    db = settings.database.url
+    if not db.startswith(("sqlite:", "sqlite+pysqlite:", "postgresql:", "postgresql+psycopg:", "postgresql+psycopg2:")):
+        raise ConfigError(
+            f"setting database.url must be a sqlite:/// or postgresql+psycopg:// URL, got {db.split('://')[0]}://..."
+        )
+    try:
+        validate_prefix(settings.keys.prefix)
+    except InvalidInputError as exc:
+        raise ConfigError(f"setting keys.prefix: {exc}") from None
+    if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"setting log.level must be DEBUG, INFO, WARNING or ERROR, got {settings.log.level!r}")
+    if settings.log.format not in ("json", "text"):
+        raise ConfigError(f"setting log.format must be 'json' or 'text', got {settings.log.format!r}")
+    if settings.stores.vault.auth_method not in ("token", "approle"):
+        raise ConfigError(
+            f"setting stores.vault.auth_method must be 'token' or 'approle', got {settings.stores.vault.auth_method!r}"
+        )
+    for name in ("backoff_initial", "backoff_max", "lease"):
+        value = getattr(settings.rotation, name)
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"setting rotation.{name}: {exc}") from None
+    if settings.rotation.concurrency < 1 or settings.rotation.max_attempts < 1:
+        raise ConfigError("settings rotation.concurrency and rotation.max_attempts must be at least 1")
+    if settings.database.pool_size < 1:
+        raise ConfigError("setting database.pool_size must be at least 1")
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {explicit} (from --config) does not exist")
+        return path
+    if env.get("KEYOPS_CONFIG"):
+        path = Path(env["KEYOPS_CONFIG"])
+        if not path.is_file():
+            raise ConfigError(f"config file {path} (from KEYOPS_CONFIG) does not exist")
+        return path
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(config_path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from file and environment; raise ConfigError on any problem."""
+    env = dict(os.environ if env is None else env)
+    path = find_config_file(config_path, env)
+    doc: dict[str, Any] = {}
+    if path is not None:
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    # Vault's own variables are the defaults, as with the vault CLI.
+    vault_env = {
+        "KEYOPS_STORES_VAULT_ADDR": env.get("VAULT_ADDR"),
+        "KEYOPS_STORES_VAULT_TOKEN": env.get("VAULT_TOKEN"),
+        "KEYOPS_STORES_VAULT_NAMESPACE": env.get("VAULT_NAMESPACE"),
+    }
+    vault_doc = doc.get("stores", {}).get("vault", {}) if isinstance(doc.get("stores"), dict) else {}
+    for name, value in vault_env.items():
+        field_name = name.rsplit("_", 1)[1].lower()
+        if value and name not in env and field_name not in vault_doc:
+            env[name] = value
+    settings: Settings = _build(Settings, doc, "", env)
+    settings.source = str(path) if path else "defaults"
+    _validate(settings)
+    return settings
+
+
+def read_spec_file(path: str) -> tuple[str, dict[str, Any]]:
+    """Text and parsed TOML of a profile/policy file (for ``profiles apply``)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInputError(f"{path}: not valid TOML: {exc}") from None
+
+
+def builtin_spec_text() -> str:
+    """The built-in profiles and policies (``config/builtin.toml``), shipped
+    inside the package and also readable from a source checkout."""
+    packaged = resources.files("keyops").joinpath("builtin.toml")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    source = Path(__file__).resolve().parent.parent / "config" / "builtin.toml"
+    return source.read_text(encoding="utf-8")

@@ -1,0 +1,1 @@
+"""The inventory: every key keyops knows, in SQL (SQLite or PostgreSQL)."""
