@@ -119,12 +119,65 @@ class RotationSettings:
 
 
 @dataclass
+class ServerSettings:
+    """``keyops serve``: the HTTP API and the scheduler in one process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: uvicorn worker processes; each has its own verify cache and scheduler
+    #: (safe: work is claimed in the database).
+    workers: int = 1
+    #: PEM certificate and key; both empty = plain HTTP (terminate TLS in front).
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Bound on a graceful stop (SIGTERM): in-flight requests and rotation
+    #: steps get this long, then the process exits (unfinished rotations resume).
+    shutdown_timeout: str = "20s"
+    #: Largest accepted POST body for /v1/usage and /v1/alerts (bytes); 413 above.
+    max_body_bytes: int = 1048576
+    #: Full reload of the verify cache (the safety net behind change notifications).
+    cache_refresh: str = "5m"
+    #: Milliseconds between polls of the change log (PostgreSQL also LISTENs).
+    change_poll_ms: int = 250
+    #: Serve /metrics and /openapi.json without a token.
+    public_metrics: bool = True
+
+
+@dataclass
+class RedisSettings:
+    """Optional Redis: shared rate-limit buckets and change fan-out."""
+
+    #: redis://host:6379/0; empty = no Redis (per-process buckets).
+    url: str = ""
+    key_prefix: str = "keyops:"
+
+
+@dataclass
+class SchedulerSettings:
+    enabled: bool = True
+    #: Stable name of this replica (lease owner); default hostname:port.
+    worker_id: str = ""
+    rotate_due_every: str = "30s"
+    retire_grace_every: str = "30s"
+    resume_every: str = "60s"
+    expire_every: str = "60s"
+    deliver_every: str = "5s"
+    reconcile_every: str = "24h"
+    prune_every: str = "1h"
+    #: Usage aggregates older than this are deleted.
+    usage_retention: str = "35d"
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     keys: KeySettings = field(default_factory=KeySettings)
     log: LogSettings = field(default_factory=LogSettings)
     stores: StoreSettings = field(default_factory=StoreSettings)
     rotation: RotationSettings = field(default_factory=RotationSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     #: Extra profile/policy files applied on top of the built-ins at start.
     spec_files: list[str] = field(default_factory=list)
     #: Where the settings came from (a file path or "defaults"); informational.
@@ -216,7 +269,39 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("settings rotation.concurrency and rotation.max_attempts must be at least 1")
     if settings.database.pool_size < 1:
         raise ConfigError("setting database.pool_size must be at least 1")
+    _validate_daemon(settings)
 
+
+
+def _validate_daemon(settings: Settings) -> None:
+    """The [server], [redis] and [scheduler] sections (``keyops serve``)."""
+    server = settings.server
+    if not 0 <= server.port <= 65535:
+        raise ConfigError(f"setting server.port must be 0-65535, got {server.port}")
+    if server.workers < 1:
+        raise ConfigError("setting server.workers must be at least 1")
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError("settings server.tls_cert and server.tls_key must be given together")
+    for path in (server.tls_cert, server.tls_key):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"setting server.tls_cert/tls_key: {path} does not exist")
+    if not 10 <= server.change_poll_ms <= 60000:
+        raise ConfigError("setting server.change_poll_ms must be between 10 and 60000")
+    if server.max_body_bytes < 1024:
+        raise ConfigError("setting server.max_body_bytes must be at least 1024")
+    durations = [("server", n, getattr(server, n)) for n in ("shutdown_timeout", "cache_refresh")]
+    durations += [
+        ("scheduler", f.name, getattr(settings.scheduler, f.name))
+        for f in dataclasses.fields(settings.scheduler)
+        if f.name.endswith(("_every", "retention"))
+    ]
+    for section, name, value in durations:
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"setting {section}.{name}: {exc}") from None
+    if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
 
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     if explicit:
