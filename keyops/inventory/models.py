@@ -311,3 +311,17 @@ class UsageMinute(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = (Index("ix_usage_minutes_minute", "minute"),)
+
+
+class KeyChange(Base):
+    """The change log behind the verify cache: one row per committed change to
+    a key, its versions, a profile or an API token (written by
+    ``keyops.inventory.changes``), so every replica can reload just what
+    changed. ``key_id`` is NULL for "reload everything" (bulk updates)."""
+
+    __tablename__ = "key_changes"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    key_id: Mapped[str | None] = mapped_column(ID, default=None)
+    kind: Mapped[str] = mapped_column(String(16), default="key")  # key | profile | token | all
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
