@@ -20,7 +20,9 @@ from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputErr
 from keyops.inventory import migrate
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
 from keyops.lifecycle.keys import KeyService
+from keyops.lifecycle.rotation import RotationEngine
 from keyops.lifecycle.specs import SpecRegistry
+from keyops.stores.registry import StoreRegistry
 
 log = logging.getLogger("keyops.bootstrap")
 
@@ -33,8 +35,14 @@ class App:
     keys: KeyService
     specs: SpecRegistry
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Destination URI -> SecretStore: ``stores.resolve(uri)`` -> (Destination, store).
+    stores: StoreRegistry = field(init=False)
+    #: The rotation engine: rotate, rotate_due, resume, retire_ended_grace, reconcile.
+    rotations: RotationEngine = field(init=False)
 
     def close(self) -> None:
+        if hasattr(self, "stores"):
+            self.stores.close()
         self.engine.dispose()
 
 
@@ -91,6 +99,9 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
         keys=KeyService(sessions, key_prefix=settings.keys.prefix),
         specs=specs,
     )
+    app.stores = StoreRegistry(settings.stores)
+    app.keys.stores = app.stores
+    app.rotations = RotationEngine(sessions, app.stores, settings.rotation, key_prefix=settings.keys.prefix)
     if prepare:
         try:
             ensure_schema(engine, settings)

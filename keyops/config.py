@@ -85,6 +85,12 @@ class VaultSettings:
     #: PEM bundle to verify Vault's TLS certificate; empty = system store.
     ca_cert: str = ""
     timeout: int = 10
+    #: Field of the KV data that holds the key (what applications read).
+    field: str = "api_key"
+    #: Pending versions wait at <path><pending_suffix> until promoted.
+    pending_suffix: str = "__keyops_pending"
+    #: max_versions set on every keyops secret (at least 2: current + previous).
+    max_versions: int = 10
 
 
 @dataclass
@@ -96,6 +102,8 @@ class AwsSettings:
     profile: str = ""
     kms_key_id: str = ""
     max_attempts: int = 8
+    #: Connect/read timeout in seconds for each Secrets Manager call.
+    timeout: int = 10
 
 
 @dataclass
@@ -116,6 +124,8 @@ class RotationSettings:
     backoff_max: str = "60s"
     #: How long a worker owns a rotation before another may resume it.
     lease: str = "5m"
+    #: Grace used when neither the call nor the policy gives one (seconds form ok).
+    default_grace: str = "1h"
 
 
 @dataclass
@@ -259,7 +269,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"setting stores.vault.auth_method must be 'token' or 'approle', got {settings.stores.vault.auth_method!r}"
         )
-    for name in ("backoff_initial", "backoff_max", "lease"):
+    for name in ("backoff_initial", "backoff_max", "lease", "default_grace"):
         value = getattr(settings.rotation, name)
         try:
             parse_duration(value)

@@ -24,6 +24,7 @@ from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.specs import get_policy, get_profile
 from keyops.lifecycle.views import KeyView
+from keyops.stores.registry import StoreRegistry
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_REASON_LENGTH = 1000
@@ -64,9 +65,13 @@ def find_key(session: Session, name_or_id: str, *, for_update: bool = False) -> 
 
 
 class KeyService:
-    def __init__(self, sessions: sessionmaker[Session], *, key_prefix: str) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, key_prefix: str, stores: StoreRegistry | None = None
+    ) -> None:
         self._sessions = sessions
         self._prefix = key_prefix
+        #: Set by bootstrap; needed only to deliver to destinations.
+        self.stores = stores
 
     def issue(
         self,
