@@ -24,6 +24,7 @@ from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.specs import get_policy, get_profile
 from keyops.lifecycle.views import KeyView
+from keyops.notify.outbox import emit
 from keyops.stores.registry import StoreRegistry
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -203,6 +204,8 @@ class KeyService:
                 reason=reason,
                 details={"from": previous, "to": target.value, "versions_revoked": revoked_versions},
             )
+            payload = {"key_id": key.id, "key_name": key.name, "owner": key.owner, "state": target.value}
+            emit(session, _AUDIT_ACTIONS[action], key.id, {**payload, "reason": reason, "actor": actor})
             session.flush()
             return KeyView.of(key)
 
