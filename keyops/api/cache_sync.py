@@ -266,7 +266,7 @@ class CacheSync:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._wake.set()  # anything missed while (re)connecting
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0):
+                        for _ in conn.notifies(timeout=0.25):
                             self._wake.set()
             except Exception:
                 log.warning("verify cache: LISTEN connection lost; reconnecting", exc_info=True)

@@ -63,6 +63,18 @@ def _resolve(cache: VerifyCache, key_ref: str) -> str | None:
     return None if hit is None else hit.key_id
 
 
+def _ids_by_hash(engine: Engine, hashes: set[str]) -> dict[str, str]:
+    """Cache misses (a key issued a moment ago) looked up in the inventory."""
+    found: dict[str, str] = {}
+    hash_list = sorted(hashes)
+    v = models.KeyVersion
+    with engine.connect() as conn:
+        for i in range(0, len(hash_list), 500):
+            rows = conn.execute(select(v.secret_hash, v.key_id).where(v.secret_hash.in_(hash_list[i : i + 500])))
+            found.update({h: k for h, k in rows if h})
+    return found
+
+
 def _known_ids(engine: Engine, ids: set[str]) -> set[str]:
     if not ids:
         return set()
@@ -116,8 +128,9 @@ def ingest(state: ApiState, body: bytes, now: float) -> tuple[int, list[dict[str
     if isinstance(items, str):
         return items
     rejected: list[dict[str, Any]] = []
-    resolved: list[tuple[int, str, UsageEvent]] = []
+    parsed: list[tuple[int, UsageEvent, str | None]] = []
     by_id: set[str] = set()
+    misses: set[str] = set()
     cache = state.sync.cache
     for index, raw in enumerate(items):
         event = f"line {raw.line} is not valid JSON" if isinstance(raw, BadLine) else parse_event(raw, now=now)
@@ -125,16 +138,23 @@ def ingest(state: ApiState, body: bytes, now: float) -> tuple[int, list[dict[str
             rejected.append({"index": index, "error": event})
             continue
         key_id = _resolve(cache, event.key_ref)
+        if event.key_ref.startswith("id:"):
+            by_id.add(event.key_ref[3:])
+        elif key_id is None:
+            misses.add(event.key_ref[5:])
+        parsed.append((index, event, key_id))
+    late = _ids_by_hash(state.app.engine, misses) if misses else {}
+    resolved: list[tuple[int, str, UsageEvent]] = []
+    for index, event, maybe_id in parsed:
+        key_id = maybe_id or late.get(event.key_ref[5:])
         if key_id is None:
             rejected.append({"index": index, "error": "unknown key: no key in the inventory has this hash"})
-            continue
-        if event.key_ref.startswith("id:"):
-            by_id.add(key_id)
-        resolved.append((index, key_id, event))
+        else:
+            resolved.append((index, key_id, event))
     known = _known_ids(state.app.engine, by_id)
     good: list[tuple[str, UsageEvent]] = []
     for index, key_id, event in resolved:
-        if key_id in by_id and key_id not in known:
+        if event.key_ref.startswith("id:") and key_id not in known:
             rejected.append({"index": index, "error": "unknown key: no key in the inventory has this id"})
         else:
             good.append((key_id, event))
