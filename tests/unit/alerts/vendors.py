@@ -41,6 +41,7 @@ UNSUBSCRIBE_URL = (
     "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
     "&SubscriptionArn=arn:aws:sns:us-east-1:123456789012:keyops-alerts:c9135db0-26c4-47ec-8998-413945fb5a96"
 )
+GITHUB_META = "https://api.github.com/meta/public_keys/secret_scanning"
 GITHUB_KEY_ID = "90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a"
 STANDARD_SECRET = "whsec_" + base64.b64encode(b"keyops-test-standard-secret-0001").decode()
 GRAFANA_SECRET = "grafana-hmac-test-secret-0001"
@@ -448,3 +449,7 @@ def github_delivery(
         "Github-Public-Key-Signature": signature,
         "content-type": "application/json",
     }, body
+
+
+def github_sign(body: bytes, key: ec.EllipticCurvePrivateKey) -> str:
+    return base64.b64encode(key.sign(body, ec.ECDSA(hashes.SHA256()))).decode()
