@@ -217,10 +217,17 @@ class RotationEngine:
     def _drive(self, rotation_id: str, worker: str) -> RotationResult:
         result = self.runner.drive(rotation_id, worker)
         if result.ok and result.grace_seconds == 0:
+            # Grace 0 means "the old material is compromised": every version
+            # still in grace goes, not only the one this rotation replaced.
             with self._sessions() as session:
-                rotation = session.get(models.Rotation, rotation_id)
-                old_id = rotation.old_version_id if rotation else None
-            if old_id:
+                old_ids = list(
+                    session.execute(
+                        select(models.KeyVersion.id)
+                        .where(models.KeyVersion.key_id == result.key_id)
+                        .where(models.KeyVersion.state == "previous")
+                    ).scalars()
+                )
+            for old_id in old_ids:
                 self.retirer.retire_version(old_id, actor=result.actor or "keyops", why="grace 0")
         return result
 

@@ -61,12 +61,15 @@ def vault_env(openbao: OpenBaoServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def aws_env(moto_server: MotoServer) -> dict[str, str]:
+def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Settings for keyops to reach the session moto server (few retries, so
-    outage tests stay fast)."""
+    outage tests stay fast). The fake AWS credentials are also set in this
+    process's environment, where boto3's standard chain finds them."""
     if not moto_server.healthy():
         moto_server.start()
     env = moto_server.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     env.update(
         {
             "KEYOPS_STORES_AWS_REGION": moto_server.region,
