@@ -20,6 +20,8 @@ from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
 from keyops.inventory import migrate
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
+from keyops.lifecycle.detection import DetectionService
+from keyops.lifecycle.findings import FindingService
 from keyops.lifecycle.keys import KeyService
 from keyops.lifecycle.rotation import RotationEngine
 from keyops.lifecycle.specs import SpecRegistry
@@ -45,6 +47,9 @@ class App:
     stores: StoreRegistry = field(init=False)
     #: The rotation engine: rotate, rotate_due, resume, retire_ended_grace, reconcile.
     rotations: RotationEngine = field(init=False)
+
+    #: Usage detection: the daemon's POST /v1/usage calls detection.ingest(events).
+    detection: DetectionService = field(init=False)
 
     def close(self) -> None:
         if hasattr(self, "alerts"):
@@ -109,6 +114,9 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
     )
     app.notify = build_dispatcher(sessions, settings.notify)  # before any session emits events
     app.alerts = AlertReceiver(settings.alerts, sessions, app.keys, rotator=lambda: getattr(app, "rotations", None))
+    app.detection = DetectionService(
+        sessions, specs, FindingService(sessions, app.keys, rotator=lambda: getattr(app, "rotations", None))
+    )
     app.stores = StoreRegistry(settings.stores)
     app.keys.stores = app.stores
     app.rotations = RotationEngine(sessions, app.stores, settings.rotation, key_prefix=settings.keys.prefix)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from keyops.domain.keyformat import hash_key
 from keyops.detect.sketches import SKETCH_LENGTH, SKETCH_VERSION, sketch_prompt
+from keyops.domain.keyformat import hash_key
 
 #: Largest prompt accepted, in characters (a bigger one is rejected, not truncated).
 MAX_PROMPT_CHARS = 200_000
@@ -42,6 +42,7 @@ MIN_TS = 946684800.0
 MAX_TOKENS = 100_000_000
 MAX_DURATION_MS = 24 * 3600 * 1000
 MAX_TEXT = 512
+PREFIX_CHARS = 60
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -86,6 +87,7 @@ class UsageEvent:
     output_tokens: int
     sketch: tuple[int, ...]
     user_agent: str
+    prefix: str = ""  # the prompt's first PREFIX_CHARS characters, for evidence
 
     def to_document(self) -> dict[str, Any]:
         """The event as JSON (with ``prompt_sketch``), re-parseable by ``parse_event``."""
@@ -249,6 +251,7 @@ def parse_event(
         return tokens_out
     prompt = obj.get("prompt")
     sketch: tuple[int, ...] = ()
+    prefix = ""
     if prompt is not None:
         if "prompt_sketch" in obj:
             return "give prompt or prompt_sketch, not both"
@@ -258,6 +261,7 @@ def parse_event(
             return f"prompt is {len(prompt)} characters, more than the {max_prompt_chars} accepted"
         if prompt:
             sketch = sketch_prompt(prompt)
+            prefix = prompt[:PREFIX_CHARS]
     elif obj.get("prompt_sketch") is not None:
         parsed_sketch = _sketch_field(obj["prompt_sketch"])
         if isinstance(parsed_sketch, str):
@@ -275,4 +279,5 @@ def parse_event(
         output_tokens=tokens_out,
         sketch=sketch,
         user_agent=user_agent,
+        prefix=prefix,
     )

@@ -25,7 +25,10 @@ import re
 
 # (name, regex). English patterns are matched against lowercased text.
 STRONG: tuple[tuple[str, str], ...] = (
-    ("en.internal-reasoning", r"\b(internal|inner|hidden|private|latent|underlying)\s+(reasoning|thoughts?|thinking|monologue)"),
+    (
+        "en.internal-reasoning",
+        r"\b(internal|inner|hidden|private|latent|underlying)\s+(reasoning|thoughts?|thinking|monologue)",
+    ),
     ("en.chain-of-thought", r"\b(full|complete|entire|raw|detailed|your|the)\s+chain[\s-]of[\s-]thoughts?\b"),
     ("en.reasoning-trace", r"\breasoning\s+(traces?|tokens|transcripts?)\b"),
     (
@@ -62,11 +65,11 @@ WEAK: tuple[tuple[str, str], ...] = (
     ("zh.explain-why", r"(详细|仔细)(解释|说明|讲解)"),
 )
 
-_STRONG_TRIGGERS = ("reason", "thought", "think", "monologue", "<", "推理", "思", "独白")
-_WEAK_TRIGGERS = ("step", "work", "walk", "explain", "think", "步", "过程", "解释", "说明", "讲解")
+# A literal every match of the tier must contain: one ``in`` check per
+# literal decides whether the tier's regexes run at all (most prompts: no).
+_STRONG_LITERALS = ("reason", "thought", "think", "monologue", "<", "推理", "思", "独白")
+_WEAK_LITERALS = ("step", "work", "walk", "explain", "think", "步", "过程", "解释", "说明", "讲解")
 
-_STRONG_RE = re.compile("|".join(f"(?:{rx})" for _, rx in STRONG))
-_WEAK_RE = re.compile("|".join(f"(?:{rx})" for _, rx in WEAK))
 _STRONG_NAMED = tuple((name, re.compile(rx)) for name, rx in STRONG)
 _WEAK_NAMED = tuple((name, re.compile(rx)) for name, rx in WEAK)
 
@@ -74,12 +77,18 @@ FLAG_STRONG = 1
 FLAG_WEAK = 2
 
 
+def _any(lowered: str, named: tuple[tuple[str, re.Pattern[str]], ...]) -> bool:
+    # Separate searches beat one big alternation: each pattern starts with a
+    # distinctive literal that the regex engine can scan for quickly.
+    return any(rx.search(lowered) for _, rx in named)
+
+
 def reasoning_flags(lowered: str) -> int:
     """Bit flags (``FLAG_STRONG``, ``FLAG_WEAK``) for lowercased prompt text."""
     flags = 0
-    if any(t in lowered for t in _STRONG_TRIGGERS) and _STRONG_RE.search(lowered):
+    if any(t in lowered for t in _STRONG_LITERALS) and _any(lowered, _STRONG_NAMED):
         flags |= FLAG_STRONG
-    if any(t in lowered for t in _WEAK_TRIGGERS) and _WEAK_RE.search(lowered):
+    if any(t in lowered for t in _WEAK_LITERALS) and _any(lowered, _WEAK_NAMED):
         flags |= FLAG_WEAK
     return flags
 

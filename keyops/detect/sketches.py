@@ -1,6 +1,6 @@
 """Prompt sketches: a few integers that keep what the detectors need.
 
-A sketch is ``[version, length, flags, skeleton, band0, band1, band2, band3]``
+A sketch is ``[version, length, flags, skeleton, band0, ..., band4]``
 (all 32-bit unsigned):
 
 * ``length``: the prompt's length in characters (capped);
@@ -9,13 +9,16 @@ A sketch is ``[version, length, flags, skeleton, band0, band1, band2, band3]``
   word tokens with numbers masked. Prompts that start with the same
   instruction share it, whatever content follows ("a shared instruction with
   varied content");
-* ``band0..3``: *MinHash LSH* bands. The content words (stop words removed,
+* ``band0..4``: *MinHash LSH* bands. The content words (stop words removed,
   CJK runs as character bigrams) are hashed once with CRC32 and summarised by
-  one-permutation hashing into 8 minimums (the top 3 bits of the hash pick
+  one-permutation hashing into 16 minimums (the top 4 bits of the hash pick
   the bin, so each bin's minimum is one ``bisect`` into the sorted hashes);
-  pairs of minimums form 4 bands. Two prompts share a band with probability
-  about ``1 - (1 - J^2)^4`` for word-set Jaccard similarity ``J``: ~0.6 at
-  J = 0.45 (a template with short fills), ~0.04 at J = 0.1 (unrelated text).
+  triples of minimums form 5 bands. Two prompts share a band with
+  probability about ``1 - (1 - J^3)^5`` for word-set Jaccard similarity
+  ``J``: ~0.38 at J = 0.45 (a template with short fills), ~0.007 at J = 0.11
+  (a long shared instruction before long varied content), ~0.0006 at
+  J = 0.05 (unrelated text). Three rows per band keep the false-match rate
+  low enough to compare each prompt with the key's last 24.
   A band match means "near duplicate", so a long shared instruction followed
   by long varied content is *not* a near duplicate, while a short template
   with short fills is. ``bench/detection.py`` measures both signals.
@@ -24,7 +27,7 @@ Everything is built from CRC32 and integer arithmetic, so the same prompt
 gives the same sketch in every process and on every platform: a gateway that
 sketches with ``keyops.client.sketch`` and the daemon that sketches a posted
 prompt agree. The cost is a few C-level passes (``findall``, ``map(crc32)``,
-``sorted``) plus 8 bisects, about 10-20 µs for a 600-character prompt.
+``sorted``) plus 16 bisects, about 10-20 µs for a 600-character prompt.
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ from bisect import bisect_left
 from keyops.detect.patterns import reasoning_flags
 
 SKETCH_VERSION = 1
-SKETCH_LENGTH = 8
 SKELETON_TOKENS = 8
-BINS = 8
-BANDS = 4
+BINS = 16
+BANDS = 5
+ROWS = 3
+SKETCH_LENGTH = 4 + BANDS
 _M32 = 0xFFFFFFFF
-_BIN_SHIFT = 29
+_BIN_SHIFT = 28
+_VALUE_MASK = (1 << _BIN_SHIFT) - 1
 _SPLIT_TABLE = bytes(c if (48 <= c <= 57 or 97 <= c <= 122 or c >= 128) else 32 for c in range(256))
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
@@ -79,18 +84,18 @@ def skeleton_of(tokens: list[bytes]) -> int:
     return zlib.crc32(head)
 
 
-def bands_of(tokens: list[bytes]) -> tuple[int, int, int, int]:
+def bands_of(tokens: list[bytes]) -> tuple[int, ...]:
     hashes = set(map(zlib.crc32, tokens))
     hashes -= _STOP
     if not hashes:
-        return (0, 0, 0, 0)
+        return (0,) * BANDS
     ordered = sorted(hashes)
     n = len(ordered)
     mins: list[int] = []
     for b in range(BINS):
         i = bisect_left(ordered, b << _BIN_SHIFT)
         if i < n and ordered[i] >> _BIN_SHIFT == b:
-            mins.append(ordered[i] & 0x1FFFFFFF)
+            mins.append(ordered[i] & _VALUE_MASK)
         else:
             mins.append(-1)
     # Densify empty bins (few words): borrow the next non-empty bin's value,
@@ -100,13 +105,11 @@ def bands_of(tokens: list[bytes]) -> tuple[int, int, int, int]:
             for step in range(1, BINS):
                 other = mins[(b + step) % BINS]
                 if other >= 0:
-                    mins[b] = (other + step * 0x9E3779B1) & 0x1FFFFFFF
+                    mins[b] = (other + step * 0x9E3779B1) & _VALUE_MASK
                     break
-    return (
-        ((mins[0] * 0x9E3779B1) ^ mins[1] ^ 0x01000193) & _M32,
-        ((mins[2] * 0x85EBCA6B) ^ mins[3] ^ 0x02000193) & _M32,
-        ((mins[4] * 0xC2B2AE35) ^ mins[5] ^ 0x03000193) & _M32,
-        ((mins[6] * 0x27D4EB2F) ^ mins[7] ^ 0x04000193) & _M32,
+    return tuple(
+        ((mins[r] * 0x9E3779B1) ^ (mins[r + 1] * 0x85EBCA6B) ^ (mins[r + 2] * 0xC2B2AE35) ^ (band + 1)) & _M32
+        for band, r in enumerate(range(0, BANDS * ROWS, ROWS))
     )
 
 
