@@ -232,12 +232,25 @@ def parse_iso(value: Any) -> datetime | None:
 
 
 def text(value: Any, limit: int = 500) -> str:
-    """A string field from untrusted JSON, bounded; non-strings become ''."""
+    """A string field from untrusted JSON, bounded; non-strings become ''.
+    NUL becomes U+FFFD: PostgreSQL stores no NUL in text or JSON, and a
+    name with a NUL must not silently match the name without it."""
     if isinstance(value, str):
-        return value[:limit]
+        return value[:limit].replace("\x00", "\ufffd")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)[:limit]
     return ""
+
+
+def clean(value: Any) -> Any:
+    """JSON from senders made storable: NUL replaced in every string and key."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {clean(str(k)): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
 
 
 def basic_or_bearer_ok(headers: Mapping[str, str], *, bearer: str, username: str, password: str) -> bool:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
 from keyops.alerts import alertmanager, github, grafana, sns, standard
-from keyops.alerts.base import AlertRejected, AlertSignal, Delivery, Fetcher, HttpFetcher, KeyRef
+from keyops.alerts.base import AlertRejected, AlertSignal, Delivery, Fetcher, HttpFetcher, KeyRef, clean
 from keyops.alerts.rules import decide, parse_rules, strongest
 from keyops.config import AlertSettings
 from keyops.domain.durations import parse_duration
@@ -94,9 +94,9 @@ def _seconds(value: str) -> float:
 
 def _bounded(doc: Any, limit: int = 4096) -> Any:
     """Evidence from senders, bounded in size and scrubbed of key material."""
-    encoded = orjson.dumps(doc, default=str)
+    encoded = orjson.dumps(clean(doc), default=str)
     if len(encoded) > limit:
-        return {"truncated": True, "preview": redact(encoded[:limit].decode("utf-8", "replace"))}
+        return {"truncated": True, "preview": clean(redact(encoded[:limit].decode("utf-8", "replace")))}
     return orjson.loads(redact(encoded.decode("utf-8")))
 
 

@@ -65,8 +65,8 @@ def authenticate(
     msg_id = require_header(headers, "webhook-id")
     stamp = require_header(headers, "webhook-timestamp")
     signatures = require_header(headers, "webhook-signature")
-    if len(msg_id) > MAX_ID_LENGTH or any(c.isspace() for c in msg_id):
-        raise AlertRejected(400, "bad_id", f"webhook-id must be at most {MAX_ID_LENGTH} characters without spaces")
+    if len(msg_id) > MAX_ID_LENGTH or any(c.isspace() for c in msg_id) or not msg_id.isprintable():
+        raise AlertRejected(400, "bad_id", f"webhook-id must be at most {MAX_ID_LENGTH} printable characters")
     sent = check_unix_timestamp(stamp, now, tolerance, "webhook-timestamp")
     expected = [base64.b64decode(sign(secret, msg_id, stamp, body)[3:]) for secret in secrets]
     offered: list[bytes] = []
@@ -90,11 +90,11 @@ def key_refs(data: Mapping[str, object]) -> list[KeyRef]:
         if keyformat.is_well_formed(key):
             refs.append(KeyRef("token_hash", keyformat.hash_key(key)))
         else:
-            refs.append(KeyRef("key", key[:256]))
+            refs.append(KeyRef("key", text(key, 256)))
     for field, kind in (("key_id", "id"), ("key_name", "name")):
         value = data.get(field)
         if isinstance(value, str) and value:
-            refs.append(KeyRef(kind, value[:256]))
+            refs.append(KeyRef(kind, text(value, 256)))
     return refs
 
 

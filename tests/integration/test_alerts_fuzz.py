@@ -22,7 +22,6 @@ from keyops.alerts.receiver import AlertOutcome, AlertReceiver
 from keyops.bootstrap import App, build
 from keyops.config import load_settings
 from tests.integration.test_alerts_receiver import alert_env
-from tests.support.databases import sqlite_url
 from tests.unit.alerts import vendors
 
 ALLOWED = {200, 400, 401, 403, 404, 409, 413}
@@ -34,7 +33,12 @@ FUZZ = settings(
 SOURCES = ["standard", "alertmanager", "grafana", "sns", "github"]
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["\x00", "a\x00b", "fuzz/key-0\x00", "\ud7ff\ufffd"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=12,
 )
@@ -59,8 +63,8 @@ class MemoryFetcher:
 
 
 @pytest.fixture
-def fuzz_app(base_env: dict[str, str], tmp_path: Path, pki: vendors.Pki) -> Iterator[tuple[App, list[str]]]:
-    env = alert_env({**base_env, "KEYOPS_DATABASE_URL": sqlite_url(tmp_path)})
+def fuzz_app(env: dict[str, str], pki: vendors.Pki) -> Iterator[tuple[App, list[str]]]:
+    env = alert_env(env)  # SQLite and PostgreSQL: PostgreSQL refuses NUL in text and JSON
     app = build(load_settings(env=env))
     app.alerts.close()
     app.alerts = AlertReceiver(

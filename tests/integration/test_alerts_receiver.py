@@ -367,3 +367,27 @@ def test_disabled_source_is_not_found(env: dict[str, str]) -> None:
         assert app.alerts.receive("standard", headers, body).status == 404
     finally:
         app.close()
+
+
+def test_nul_characters_are_harmless(alert_app: App) -> None:
+    """PostgreSQL refuses NUL in text and JSON; a sender's NUL must not become a 500."""
+    key_id, _ = issue(alert_app)
+    headers, body = vendors.standard_delivery(
+        {"key_name": "payments/prod-llm\u0000", "reason": "a\u0000b", "evidence": {"x\u0000": "y\u0000"}}
+    )
+    assert alert_app.alerts.receive("standard", headers, body).status == 200
+    headers, body = vendors.standard_delivery(
+        {
+            "key_id": key_id,
+            "reason": "nul\u0000here",
+            "severity": "crit\u0000",
+            "evidence": ["\u0000"],
+            "kind": "\u0000",
+        }
+    )
+    assert alert_app.alerts.receive("standard", headers, body).status == 200
+    group = vendors.alert_group("payments/prod-llm")
+    group["alerts"][0]["labels"]["note\u0000"] = "\u0000"
+    group["alerts"][0]["annotations"]["summary"] = "\u0000 summary"
+    body = json.dumps(group).encode()
+    assert alert_app.alerts.receive("alertmanager", {"Authorization": f"Bearer {vendors.AM_TOKEN}"}, body).status == 200
