@@ -245,7 +245,7 @@ def _validate(settings: Settings) -> None:
     db = settings.database.url
     if not db.startswith(("sqlite:", "sqlite+pysqlite:", "postgresql:", "postgresql+psycopg:", "postgresql+psycopg2:")):
         raise ConfigError(
-            f"setting database.url must be a sqlite:/// or postgresql+psycopg:// URL, got {db.split('://')[0]}://..."
+            f"setting database.url must be a sqlite:/// or postgresql+psycopg:// URL, got one starting {db[:12]!r}"
         )
     try:
         validate_prefix(settings.keys.prefix)
@@ -270,7 +270,6 @@ def _validate(settings: Settings) -> None:
     if settings.database.pool_size < 1:
         raise ConfigError("setting database.pool_size must be at least 1")
     _validate_daemon(settings)
-
 
 
 def _validate_daemon(settings: Settings) -> None:
@@ -302,6 +301,7 @@ def _validate_daemon(settings: Settings) -> None:
             raise ConfigError(f"setting {section}.{name}: {exc}") from None
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
+
 
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     if explicit:
