@@ -14,13 +14,19 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from keyops.alerts.receiver import AlertReceiver
 from keyops.config import Settings, builtin_spec_text, read_spec_file
 from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
 from keyops.inventory import migrate
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
+from keyops.lifecycle.detection import DetectionService
+from keyops.lifecycle.findings import FindingService
 from keyops.lifecycle.keys import KeyService
+from keyops.lifecycle.rotation import RotationEngine
 from keyops.lifecycle.specs import SpecRegistry
+from keyops.notify.dispatcher import Dispatcher, build_dispatcher
+from keyops.stores.registry import StoreRegistry
 
 log = logging.getLogger("keyops.bootstrap")
 
@@ -33,8 +39,23 @@ class App:
     keys: KeyService
     specs: SpecRegistry
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Outbound events (outbox delivery); the scheduler calls notify.deliver_due.
+    notify: Dispatcher = field(init=False)
+    #: Inbound alert webhooks; the HTTP layer calls alerts.receive.
+    alerts: AlertReceiver = field(init=False)
+    #: Destination URI -> SecretStore: ``stores.resolve(uri)`` -> (Destination, store).
+    stores: StoreRegistry = field(init=False)
+    #: The rotation engine: rotate, rotate_due, resume, retire_ended_grace, reconcile.
+    rotations: RotationEngine = field(init=False)
+
+    #: Usage detection: the daemon's POST /v1/usage calls detection.ingest(events).
+    detection: DetectionService = field(init=False)
 
     def close(self) -> None:
+        if hasattr(self, "alerts"):
+            self.alerts.close()
+        if hasattr(self, "stores"):
+            self.stores.close()
         self.engine.dispose()
 
 
@@ -93,6 +114,14 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
         keys=KeyService(sessions, key_prefix=settings.keys.prefix),
         specs=specs,
     )
+    app.notify = build_dispatcher(sessions, settings.notify)  # before any session emits events
+    app.alerts = AlertReceiver(settings.alerts, sessions, app.keys, rotator=lambda: getattr(app, "rotations", None))
+    app.detection = DetectionService(
+        sessions, specs, FindingService(sessions, app.keys, rotator=lambda: getattr(app, "rotations", None))
+    )
+    app.stores = StoreRegistry(settings.stores)
+    app.keys.stores = app.stores
+    app.rotations = RotationEngine(sessions, app.stores, settings.rotation, key_prefix=settings.keys.prefix)
     if prepare:
         try:
             ensure_schema(engine, settings)

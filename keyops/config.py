@@ -85,6 +85,12 @@ class VaultSettings:
     #: PEM bundle to verify Vault's TLS certificate; empty = system store.
     ca_cert: str = ""
     timeout: int = 10
+    #: Field of the KV data that holds the key (what applications read).
+    field: str = "api_key"
+    #: Pending versions wait at <path><pending_suffix> until promoted.
+    pending_suffix: str = "__keyops_pending"
+    #: max_versions set on every keyops secret (at least 2: current + previous).
+    max_versions: int = 10
 
 
 @dataclass
@@ -96,6 +102,8 @@ class AwsSettings:
     profile: str = ""
     kms_key_id: str = ""
     max_attempts: int = 8
+    #: Connect/read timeout in seconds for each Secrets Manager call.
+    timeout: int = 10
 
 
 @dataclass
@@ -116,6 +124,8 @@ class RotationSettings:
     backoff_max: str = "60s"
     #: How long a worker owns a rotation before another may resume it.
     lease: str = "5m"
+    #: Grace used when neither the call nor the policy gives one (seconds form ok).
+    default_grace: str = "1h"
 
 
 @dataclass
@@ -169,6 +179,148 @@ class SchedulerSettings:
 
 
 @dataclass
+class StandardAlertSettings:
+    """Standard Webhooks senders (any monitoring tool that signs that way)."""
+
+    enabled: bool = False
+    #: Signing secrets, ``whsec_<base64>`` (several while a secret rotates).
+    secrets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AlertmanagerAlertSettings:
+    """Prometheus Alertmanager ``webhook_configs`` (payload version 4)."""
+
+    enabled: bool = False
+    #: Alertmanager's ``http_config.authorization.credentials`` (Bearer).
+    bearer_token: str = ""
+    #: Or ``http_config.basic_auth``.
+    basic_username: str = ""
+    basic_password: str = ""
+    #: Alert labels that name the key, tried in order (name or id).
+    key_labels: list[str] = field(default_factory=lambda: ["keyops_key", "key_id", "key_name"])
+
+
+@dataclass
+class GrafanaAlertSettings:
+    """Grafana alerting webhook contact point."""
+
+    enabled: bool = False
+    #: The contact point's ``hmacConfig.secret``; empty = no signature check
+    #: (then bearer or basic auth below is required).
+    hmac_secret: str = ""
+    hmac_header: str = "X-Grafana-Alerting-Signature"
+    #: The contact point's ``hmacConfig.timestampHeader``; when set, deliveries
+    #: must carry it (signed as ``<timestamp>:<body>``) within the tolerance.
+    timestamp_header: str = ""
+    bearer_token: str = ""
+    basic_username: str = ""
+    basic_password: str = ""
+    key_labels: list[str] = field(default_factory=lambda: ["keyops_key", "key_id", "key_name"])
+
+
+@dataclass
+class SnsAlertSettings:
+    """AWS SNS HTTP(S) subscriptions (CloudWatch alarms, EventBridge GuardDuty)."""
+
+    enabled: bool = False
+    #: Topics whose deliveries are accepted (exact ARNs); others get 403.
+    topic_arns: list[str] = field(default_factory=list)
+    #: Confirm SubscriptionConfirmation messages of allowed topics by fetching SubscribeURL.
+    auto_confirm: bool = True
+    #: CloudWatch alarm dimensions that name the key, tried in order.
+    key_dimensions: list[str] = field(default_factory=lambda: ["KeyopsKey", "KeyName", "KeyId", "AccessKeyId"])
+    #: SNS retries keep the original Timestamp, so allow more than the default.
+    tolerance: str = "1h"
+
+
+@dataclass
+class GitHubAlertSettings:
+    """GitHub secret scanning partner alerts (leaked keyops keys)."""
+
+    enabled: bool = False
+    meta_url: str = "https://api.github.com/meta/public_keys/secret_scanning"
+    #: How long fetched public keys are trusted before they are fetched again.
+    key_cache_ttl: str = "1h"
+
+
+#: Which alert leads to which action; first match wins. See keyops.alerts.rules.
+DEFAULT_ALERT_RULES = [
+    "* status=resolved -> none",
+    "github -> rotate_now",
+    "sns kind=guardduty -> rotate_now",
+    "sns severity=critical -> suspend",
+    "standard -> requested",
+    "alertmanager severity=critical -> suspend",
+    "grafana severity=critical -> suspend",
+    "* -> notify",
+]
+
+
+@dataclass
+class AlertSettings:
+    """``POST /v1/alerts/{source}``: inbound anomaly alerts and leak reports."""
+
+    #: Largest accepted alert delivery (bytes); 413 above.
+    max_body_bytes: int = 262144
+    #: How far a signed timestamp may be from now (replay protection).
+    tolerance: str = "5m"
+    #: ``<source|*> [field=value ...] -> <action>``; actions: none, notify,
+    #: rotate, rotate_now, suspend, revoke, requested (what the payload asks).
+    rules: list[str] = field(default_factory=lambda: list(DEFAULT_ALERT_RULES))
+    #: Actions a ``requested`` rule may take (a sender cannot ask for more).
+    allowed_requested: list[str] = field(
+        default_factory=lambda: ["none", "notify", "rotate", "rotate_now", "suspend", "revoke"]
+    )
+    #: Timeout for fetching SNS certificates and GitHub's public keys.
+    fetch_timeout: str = "5s"
+    standard: StandardAlertSettings = field(default_factory=StandardAlertSettings)
+    alertmanager: AlertmanagerAlertSettings = field(default_factory=AlertmanagerAlertSettings)
+    grafana: GrafanaAlertSettings = field(default_factory=GrafanaAlertSettings)
+    sns: SnsAlertSettings = field(default_factory=SnsAlertSettings)
+    github: GitHubAlertSettings = field(default_factory=GitHubAlertSettings)
+
+
+@dataclass
+class WebhookSinkSettings:
+    """One outbound Standard Webhooks receiver (``[notify.webhooks.<name>]``)."""
+
+    url: str = ""
+    #: ``whsec_<base64>`` (or any string, used as raw bytes).
+    secret: str = ""
+    #: Event types sent to this sink; empty = all.
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SlackSettings:
+    """A Slack-compatible incoming webhook, for people."""
+
+    webhook_url: str = ""
+    events: list[str] = field(
+        default_factory=lambda: ["key.revoked", "key.suspended", "rotation.failed", "finding.created"]
+    )
+
+
+@dataclass
+class NotifySettings:
+    """Outbound events: the outbox and its sinks."""
+
+    webhooks: dict[str, WebhookSinkSettings] = field(default_factory=dict)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    #: 0 = retry until delivered (a sink that is down loses nothing).
+    max_attempts: int = 0
+    backoff_initial: str = "2s"
+    backoff_max: str = "10m"
+    timeout: str = "10s"
+    #: Deliveries claimed per round, and sent at once.
+    batch_size: int = 100
+    concurrency: int = 8
+    #: How long a claimed delivery belongs to one replica.
+    lease: str = "2m"
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     keys: KeySettings = field(default_factory=KeySettings)
@@ -178,6 +330,8 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     #: Extra profile/policy files applied on top of the built-ins at start.
     spec_files: list[str] = field(default_factory=list)
     #: Where the settings came from (a file path or "defaults"); informational.
@@ -228,6 +382,9 @@ def _build(cls: type[Any], doc: Mapping[str, Any], path: str, env: Mapping[str, 
         kind = hints[f.name]
         fpath = f"{path}.{f.name}" if path else f.name
         env_name = ENV_PREFIX + fpath.replace(".", "_").upper()
+        if typing.get_origin(kind) is dict:
+            kwargs[f.name] = _build_named(typing.get_args(kind)[1], doc.get(f.name, {}), fpath, env)
+            continue
         if dataclasses.is_dataclass(kind):
             sub = doc.get(f.name, {})
             if not isinstance(sub, Mapping):
@@ -239,6 +396,31 @@ def _build(cls: type[Any], doc: Mapping[str, Any], path: str, env: Mapping[str, 
         elif f.name in doc:
             kwargs[f.name] = _coerce(doc[f.name], kind, fpath)
     return cls(**kwargs)
+
+
+def _build_named(cls: type[Any], doc: Any, path: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """A table of named tables (``[notify.webhooks.<name>]``). Names also come
+    from the environment: ``KEYOPS_NOTIFY_WEBHOOKS_<NAME>_<FIELD>``."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"setting {path} must be a table of named tables")
+    names = {str(k): str(k) for k in doc}
+    prefix = ENV_PREFIX + path.replace(".", "_").upper() + "_"
+    fields = sorted((f.name.upper() for f in dataclasses.fields(cls)), key=len, reverse=True)
+    for env_name in env:
+        rest = env_name[len(prefix) :] if env_name.startswith(prefix) else ""
+        for fname in fields:
+            if rest.endswith("_" + fname) and len(rest) > len(fname) + 1:
+                name = rest[: -len(fname) - 1]
+                if not any(n.upper() == name for n in names):
+                    names[name.lower()] = name.lower()
+                break
+    result: dict[str, Any] = {}
+    for name in sorted(names):
+        sub = doc.get(name, {})
+        if not isinstance(sub, Mapping):
+            raise ConfigError(f"setting {path}.{name} must be a table")
+        result[name] = _build(cls, sub, f"{path}.{name}", env)
+    return result
 
 
 def _validate(settings: Settings) -> None:
@@ -259,7 +441,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"setting stores.vault.auth_method must be 'token' or 'approle', got {settings.stores.vault.auth_method!r}"
         )
-    for name in ("backoff_initial", "backoff_max", "lease"):
+    for name in ("backoff_initial", "backoff_max", "lease", "default_grace"):
         value = getattr(settings.rotation, name)
         try:
             parse_duration(value)
@@ -270,6 +452,8 @@ def _validate(settings: Settings) -> None:
     if settings.database.pool_size < 1:
         raise ConfigError("setting database.pool_size must be at least 1")
     _validate_daemon(settings)
+    _validate_events(settings)
+
 
 
 def _validate_daemon(settings: Settings) -> None:
@@ -301,6 +485,76 @@ def _validate_daemon(settings: Settings) -> None:
             raise ConfigError(f"setting {section}.{name}: {exc}") from None
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
+
+
+def _validate_events(settings: Settings) -> None:
+    """The [alerts.*] and [notify.*] sections."""
+    from keyops.alerts.rules import RuleError, parse_rules
+
+    alerts, notify = settings.alerts, settings.notify
+    durations = [("alerts", n, getattr(alerts, n)) for n in ("tolerance", "fetch_timeout")]
+    durations += [("alerts.sns", "tolerance", alerts.sns.tolerance)]
+    durations += [("alerts.github", "key_cache_ttl", alerts.github.key_cache_ttl)]
+    durations += [("notify", n, getattr(notify, n)) for n in ("backoff_initial", "backoff_max", "timeout", "lease")]
+    for section, name, value in durations:
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"setting {section}.{name}: {exc}") from None
+    if alerts.max_body_bytes < 1024:
+        raise ConfigError("setting alerts.max_body_bytes must be at least 1024")
+    try:
+        parse_rules(alerts.rules, allowed_requested=alerts.allowed_requested)
+    except RuleError as exc:
+        raise ConfigError(f"setting alerts.rules: {exc}") from None
+    if alerts.standard.enabled:
+        if not alerts.standard.secrets:
+            raise ConfigError("setting alerts.standard.secrets is empty: give the sender's whsec_ secret or disable it")
+        for secret in alerts.standard.secrets:
+            _check_webhook_secret(secret, "alerts.standard.secrets")
+    for name in ("alertmanager", "grafana"):
+        source = getattr(alerts, name)
+        has_basic = bool(source.basic_username and source.basic_password)
+        has_hmac = bool(getattr(source, "hmac_secret", ""))
+        if source.enabled and not (source.bearer_token or has_basic or has_hmac):
+            what = "hmac_secret, bearer_token or basic_username/basic_password"
+            if name == "alertmanager":
+                what = "bearer_token or basic_username/basic_password"
+            raise ConfigError(f"setting alerts.{name} is enabled without credentials: set {what}")
+    if alerts.sns.enabled and not alerts.sns.topic_arns:
+        raise ConfigError("setting alerts.sns.topic_arns is empty: list the SNS topic ARNs to accept")
+    for arn in alerts.sns.topic_arns:
+        if not arn.startswith("arn:aws") or arn.count(":") != 5:
+            raise ConfigError(f"setting alerts.sns.topic_arns: {arn!r} is not an SNS topic ARN")
+    if not alerts.github.meta_url.startswith(("https://", "http://")):
+        raise ConfigError("setting alerts.github.meta_url must be an http(s) URL")
+    if notify.max_attempts < 0 or notify.batch_size < 1 or notify.concurrency < 1:
+        raise ConfigError("settings notify.max_attempts >= 0, notify.batch_size and notify.concurrency >= 1 required")
+    for name, sink in notify.webhooks.items():
+        if not sink.url.startswith(("https://", "http://")):
+            raise ConfigError(f"setting notify.webhooks.{name}.url must be an http(s) URL")
+        if not sink.secret:
+            raise ConfigError(f"setting notify.webhooks.{name}.secret is empty: receivers need it to check signatures")
+        _check_webhook_secret(sink.secret, f"notify.webhooks.{name}.secret")
+        if name == "slack" or len(name) > 48:
+            raise ConfigError(f"setting notify.webhooks.{name}: the name must not be 'slack' and at most 48 characters")
+    if notify.slack.webhook_url and not notify.slack.webhook_url.startswith(("https://", "http://")):
+        raise ConfigError("setting notify.slack.webhook_url must be an http(s) URL")
+
+
+def _check_webhook_secret(secret: str, path: str) -> None:
+    if secret.startswith("whsec_"):
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(secret[len("whsec_") :], validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"setting {path}: a whsec_ secret must be base64 after the prefix") from None
+        if len(raw) < 16:
+            raise ConfigError(f"setting {path}: the secret is too short (at least 16 bytes)")
+    elif len(secret) < 16:
+        raise ConfigError(f"setting {path}: the secret is too short (at least 16 characters)")
 
 
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
+from keyops.cli.rotations_cmd import print_rotation, rotate_due
 from keyops.domain.durations import parse_duration
-from keyops.errors import InvalidInputError
+from keyops.errors import InvalidInputError, StoreError
 from keyops.inventory.types import utcnow
+from keyops.lifecycle import bulk
 from keyops.lifecycle.views import KeyView
 
 app = typer.Typer(help="Issue and manage keys.", no_args_is_help=True)
@@ -57,8 +62,8 @@ def issued_document(view: KeyView, plaintext: str | None) -> dict[str, object]:
 @app.command("issue")
 def issue(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Key name, 'team/name'.")],
-    owner: Annotated[str, typer.Option("--owner", "-o", help="Owning team or person.")],
+    name: Annotated[str | None, typer.Argument(help="Key name, 'team/name'.")] = None,
+    owner: Annotated[str | None, typer.Option("--owner", "-o", help="Owning team or person.")] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", "-p", help="Usage profile (default from settings).")
     ] = None,
@@ -67,11 +72,36 @@ def issue(
     expires: Annotated[
         str | None, typer.Option("--expires", help="End of life: ISO 8601 time or a duration such as 90d.")
     ] = None,
+    dest: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dest", help="Deliver to vault:<mount>/<path>, aws-sm:<name or ARN> or file:<path> (repeatable)."
+        ),
+    ] = None,
+    adopt: Annotated[
+        bool, typer.Option("--adopt", help="Take over destinations that already hold data keyops does not own.")
+    ] = False,
+    no_print: Annotated[
+        bool, typer.Option("--no-print", help="Do not print the key (it is in the destinations).")
+    ] = False,
+    from_file: Annotated[
+        str | None,
+        typer.Option("--from-file", help='Issue many: JSON lines of {"name","owner","profile","policy"}.'),
+    ] = None,
     reason: ReasonOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Issue a new key. The plaintext is printed once and never stored."""
     st = state(ctx)
+    if from_file is not None:
+        if name or owner or dest:
+            raise InvalidInputError("--from-file issues the keys named in the file: drop NAME, --owner and --dest")
+        _issue_from_file(ctx, from_file, reason, no_print)
+        return
+    if not name or not owner:
+        raise InvalidInputError("give the key NAME and --owner (or --from-file FILE)")
+    if no_print and not dest:
+        raise InvalidInputError("--no-print needs at least one --dest: otherwise the key would be lost")
     expires_at = _parse_expiry(expires)
     keys = st.app().keys
     result = keys.issue(
@@ -83,8 +113,10 @@ def issue(
         reason=reason,
         description=description,
         expires_at=expires_at,
+        destinations=dest or (),
+        adopt=adopt,
     )
-    doc = issued_document(result.key, result.plaintext)
+    doc = issued_document(result.key, None if no_print else result.plaintext)
     if as_json:
         print_json(doc)
         return
@@ -92,8 +124,77 @@ def issue(
         f"Issued [bold]{result.key.name}[/bold] (id {result.key.id}, profile {result.key.profile}, "
         f"policy {result.key.policy})."
     )
+    if result.key.destinations:
+        console.print(f"Delivered to {', '.join(result.key.destinations)}.")
+    if no_print:
+        return
     console.print("Key (shown once, store it now):", style="yellow")
     typer.echo(result.plaintext)
+
+
+def _issue_from_file(ctx: typer.Context, path: str, reason: str, no_print: bool) -> None:
+    st = state(ctx)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    entries = bulk.parse_lines(
+        text,
+        source=path,
+        default_profile=st.settings.keys.default_profile,
+        default_policy=st.settings.keys.default_policy,
+    )
+    issued = st.app().keys.issue_many(
+        [e.request for e in entries], actor=st.actor, reason=reason, labels=[f"{path} line {e.line}" for e in entries]
+    )
+    for result in issued:
+        doc = issued_document(result.key, None if no_print else result.plaintext)
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+    sys.stdout.flush()
+
+
+@app.command("rotate")
+def rotate(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Key name or id.")] = None,
+    grace: Annotated[
+        str | None,
+        typer.Option("--grace", help="How long the old version stays valid (90m, 1h, 0 = now); default: the policy."),
+    ] = None,
+    due: Annotated[bool, typer.Option("--due", help="Rotate every key whose policy says it is due.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100000, help="At most this many (--due).")] = 10000,
+    reason: ReasonOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Rotate a key: a new version everywhere, the old one valid for the grace period."""
+    st = state(ctx)
+    if due == (name is not None):
+        raise InvalidInputError("give either a key NAME or --due")
+    grace_seconds: int | None = None
+    if grace is not None:
+        if due:
+            raise InvalidInputError("--grace applies to one key; --due uses each key's policy")
+        try:
+            grace_seconds = parse_duration(grace)
+        except ValueError as exc:
+            raise InvalidInputError(f"--grace: {exc}") from None
+    engine = st.app().rotations
+    if due:
+        rotate_due(engine, limit=limit, as_json=as_json)
+        return
+    assert name is not None
+    result = engine.rotate(name, grace_seconds=grace_seconds, actor=st.actor, reason=reason, trigger="manual")
+    if as_json:
+        doc = result.to_document(with_steps=False)
+        if result.plaintext is not None:
+            doc["key"] = result.plaintext
+        print_json(doc)
+    else:
+        print_rotation(result)
+    if not result.ok:
+        raise StoreError(f"rotation {result.rotation_id} of {result.key_name} {result.status}: {result.last_error}")
 
 
 @app.command("list")

@@ -13,8 +13,10 @@ from typing import Annotated
 import typer
 
 from keyops import __version__
-from keyops.cli import audit_cmd, db_cmd, keys_cmd, specs_cmd
+from keyops.cli import audit_cmd, db_cmd, events_cmd, keys_cmd, specs_cmd
 from keyops.cli.context import CliState
+from keyops.cli.reconcile_cmd import reconcile as reconcile_command
+from keyops.cli.rotations_cmd import app as rotations_app
 from keyops.errors import KeyOpsError
 from keyops.logs import redact
 
@@ -30,6 +32,9 @@ app.add_typer(specs_cmd.profiles_app, name="profiles")
 app.add_typer(specs_cmd.policies_app, name="policies")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_cmd.app, name="db")
+app.add_typer(events_cmd.app, name="events")
+app.add_typer(rotations_app, name="rotations")
+app.command("reconcile")(reconcile_command)
 
 
 @app.callback()

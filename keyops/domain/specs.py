@@ -126,6 +126,55 @@ def _check_name(name: str, path: str) -> None:
         raise SpecError(path, "name must be lowercase letters, digits, '_' or '-', starting with a letter")
 
 
+#: Settings each detector understands: name -> (kind, minimum, maximum, default).
+#: Defaults apply when a profile leaves a setting out (keyops/detect/config.py).
+DETECTOR_SETTINGS: dict[str, dict[str, tuple[type, float, float, Any]]] = {
+    "volume": {
+        "enabled": (bool, 0, 1, True),
+        "baseline_z": (float, 1.0, 100.0, 4.0),  # robust z over the key's own learned baseline
+        "limit_factor": (float, 0.1, 100.0, 1.0),  # multiple of limits.requests_per_minute that counts
+    },
+    "concurrency": {"enabled": (bool, 0, 1, True), "limit_factor": (float, 0.1, 100.0, 1.0)},
+    "network": {"enabled": (bool, 0, 1, True), "novelty_hours": (float, 1.0, 720.0, 24.0)},
+    "templated": {
+        "enabled": (bool, 0, 1, True),
+        "expected_share": (float, 0.0, 1.0, 0.2),  # prompts sharing an instruction skeleton
+        "expected_near_duplicate_share": (float, 0.0, 1.0, 0.1),  # MinHash LSH near duplicates
+        "min_prompts": (int, 1, 100000, 8),
+    },
+    "reasoning": {
+        "enabled": (bool, 0, 1, True),
+        "expected_share": (float, 0.0, 1.0, 0.05),
+        "min_prompts": (int, 1, 100000, 5),
+    },
+    "harvesting": {"enabled": (bool, 0, 1, True), "baseline_z": (float, 1.0, 100.0, 4.0)},
+    "coordinated": {
+        "enabled": (bool, 0, 1, True),
+        "min_keys": (int, 2, 100000, 5),
+        "min_owners": (int, 1, 100000, 2),
+    },
+}
+
+
+def _detector_settings(det_name: str, settings: Mapping[str, Any], dpath: str) -> dict[str, Any]:
+    schema = DETECTOR_SETTINGS[det_name]
+    out: dict[str, Any] = {}
+    for skey, sval in settings.items():
+        spath = f"{dpath}.{skey}"
+        if skey not in schema:
+            raise SpecError(spath, f"unknown setting (expected one of: {', '.join(sorted(schema))})")
+        kind, low, high, _ = schema[skey]
+        if kind is bool:
+            if not isinstance(sval, bool):
+                raise SpecError(spath, f"expected true or false, got {sval!r}")
+        elif isinstance(sval, bool) or not isinstance(sval, int if kind is int else (int, float)):
+            raise SpecError(spath, f"expected {'an integer' if kind is int else 'a number'}, got {sval!r}")
+        elif not low <= sval <= high:
+            raise SpecError(spath, f"must be between {low:g} and {high:g}, got {sval!r}")
+        out[skey] = kind(sval)
+    return out
+
+
 def parse_profile(name: str, doc: Any, path: str | None = None) -> Profile:
     path = path or f"profiles.{name}"
     _check_name(name, path)
@@ -174,10 +223,7 @@ def parse_profile(name: str, doc: Any, path: str | None = None) -> Profile:
         if det_name not in DETECTORS:
             raise SpecError(dpath, f"unknown detector (expected one of: {', '.join(DETECTORS)})")
         settings = _require_table(settings, dpath)
-        for skey, sval in settings.items():
-            if not isinstance(sval, (bool, int, float, str)):
-                raise SpecError(f"{dpath}.{skey}", "detector settings are numbers, booleans or strings")
-        detectors[det_name] = dict(settings)
+        detectors[det_name] = _detector_settings(det_name, settings, dpath)
 
     ladder_doc = _require_table(doc.get("ladder", {}), f"{path}.ladder")
     ladder: dict[str, str] = {}

@@ -99,6 +99,9 @@ class KeyVersion(Base):
     grace_ends_at: Mapped[datetime | None] = mapped_column(default=None)
     retired_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Last verified use of this version (set by verify); usage-aware retirement
+    # retires a previous version once it has been idle long enough.
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
     key: Mapped[Key] = relationship(back_populates="versions")
 

@@ -7,10 +7,11 @@ event together: either both happen or neither does.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -22,12 +23,27 @@ from keyops.domain.states import KeyState, VersionState, key_transition
 from keyops.errors import DuplicateNameError, InvalidInputError, NotFoundError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
+from keyops.lifecycle import delivery
 from keyops.lifecycle.specs import get_policy, get_profile
 from keyops.lifecycle.views import KeyView
+from keyops.notify.outbox import emit
+from keyops.stores.registry import StoreRegistry
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_REASON_LENGTH = 1000
 _AUDIT_ACTIONS = {"suspend": "key.suspended", "resume": "key.resumed", "revoke": "key.revoked", "expire": "key.expired"}
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """One key to issue (``issue_many``; ``keys issue --from-file``)."""
+
+    name: str
+    owner: str
+    profile: str
+    policy: str
+    description: str = ""
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +80,13 @@ def find_key(session: Session, name_or_id: str, *, for_update: bool = False) -> 
 
 
 class KeyService:
-    def __init__(self, sessions: sessionmaker[Session], *, key_prefix: str) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, key_prefix: str, stores: StoreRegistry | None = None
+    ) -> None:
         self._sessions = sessions
         self._prefix = key_prefix
+        #: Set by bootstrap; needed only to deliver to destinations.
+        self.stores = stores
 
     def issue(
         self,
@@ -79,67 +99,154 @@ class KeyService:
         reason: str = "",
         description: str = "",
         expires_at: datetime | None = None,
+        destinations: Sequence[str] = (),
+        adopt: bool = False,
     ) -> IssuedKey:
+        """Issue a key. With ``destinations`` the first version is delivered to
+        every one of them before the key becomes active; if any delivery
+        fails, the writes already made are undone, the key is removed again,
+        and the error names the failing destination."""
         validate_key_name(name)
         validate_owner(owner)
         _reason(reason)
         if expires_at is not None and expires_at <= utcnow():
             raise InvalidInputError("expiry must be in the future")
+        plan = delivery.plan(self.stores, destinations, adopt=adopt) if destinations else None
         material = keyformat.generate(self._prefix)
+        request = IssueRequest(name, owner, profile, policy, description, expires_at)
         try:
             with self._sessions.begin() as session:
-                if session.execute(select(models.Key.id).where(models.Key.name == name)).first() is not None:
-                    raise DuplicateNameError(f"a key named {name!r} already exists (names are unique)")
-                get_profile(session, profile)
-                rotation_policy = get_policy(session, policy)
-                now = utcnow()
-                key = models.Key(
-                    name=name,
-                    owner=owner,
-                    profile=profile,
-                    policy=policy,
-                    issuer="native",
-                    state=KeyState.ACTIVE.value,
-                    description=description,
-                    created_at=now,
-                    updated_at=now,
-                    expires_at=expires_at,
-                )
-                session.add(key)
-                session.flush()
-                key.next_rotation_at = next_rotation_at(rotation_policy, from_time=now, key_id=key.id, rotation_count=0)
-                version = models.KeyVersion(
-                    key_id=key.id,
-                    number=1,
-                    state=VersionState.CURRENT.value,
-                    secret_hash=material.secret_hash,
-                    display_prefix=material.display_prefix,
-                    created_at=now,
-                    activated_at=now,
-                )
-                session.add(version)
-                session.flush()
-                audit.append(
-                    session,
-                    actor=actor,
-                    action="key.issued",
-                    key_id=key.id,
-                    key_name=name,
-                    reason=reason,
-                    details={
-                        "owner": owner,
-                        "profile": profile,
-                        "policy": policy,
-                        "version": 1,
-                        "display_prefix": material.display_prefix,
-                    },
-                )
+                key, version = self._insert(session, request, material, active=plan is None)
+                if plan is None:
+                    self._audit_issued(session, key, request, material.display_prefix, actor, reason, ())
                 session.refresh(key)
                 view = KeyView.of(key)
         except IntegrityError:
             # Lost a race with another process issuing the same name.
             raise DuplicateNameError(f"a key named {name!r} already exists (names are unique)") from None
+        if plan is None:
+            return IssuedKey(key=view, plaintext=material.plaintext)
+        try:
+            plan.deliver(key_id=view.id, key_name=name, version_id=version, material=material.plaintext)
+        except BaseException:
+            with self._sessions.begin() as session:
+                session.execute(delete(models.Key).where(models.Key.id == view.id))
+            raise
+        with self._sessions.begin() as session:
+            row = find_key(session, view.id, for_update=True)
+            row.state = KeyState.ACTIVE.value
+            row.state_reason = ""
+            for uri in plan.uris:
+                session.add(
+                    models.Destination(key_id=row.id, uri=uri, kind=uri.split(":", 1)[0], position=plan.uris.index(uri))
+                )
+            self._audit_issued(session, row, request, material.display_prefix, actor, reason, plan.uris)
+            session.flush()
+            session.refresh(row)
+            view = KeyView.of(row)
         return IssuedKey(key=view, plaintext=material.plaintext)
+
+    def issue_many(
+        self,
+        requests: Sequence[IssueRequest],
+        *,
+        actor: str,
+        reason: str = "",
+        labels: Sequence[str] | None = None,
+    ) -> list[IssuedKey]:
+        """Issue many keys in one transaction: all of them or none. An error
+        names the entry it is about by its label (``line 3``; default
+        ``entry N``, 0-based)."""
+        _reason(reason)
+        names = list(labels) if labels is not None else [f"entry {i}" for i in range(len(requests))]
+        seen: set[str] = set()
+        for index, request in enumerate(requests):
+            try:
+                validate_key_name(request.name)
+                validate_owner(request.owner)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{names[index]}: {exc.message}") from None
+            if request.name in seen:
+                raise DuplicateNameError(f"{names[index]}: key {request.name!r} appears twice")
+            seen.add(request.name)
+        issued: list[IssuedKey] = []
+        try:
+            with self._sessions.begin() as session:
+                for index, request in enumerate(requests):
+                    material = keyformat.generate(self._prefix)
+                    try:
+                        key, _ = self._insert(session, request, material, active=True)
+                    except (DuplicateNameError, NotFoundError, InvalidInputError) as exc:
+                        raise type(exc)(f"{names[index]}: {exc.message}") from None
+                    self._audit_issued(session, key, request, material.display_prefix, actor, reason, ())
+                    session.refresh(key)
+                    issued.append(IssuedKey(key=KeyView.of(key), plaintext=material.plaintext))
+        except IntegrityError:
+            raise DuplicateNameError("another process issued one of these names at the same time; retry") from None
+        return issued
+
+    def _insert(
+        self, session: Session, request: IssueRequest, material: keyformat.NativeKey, *, active: bool
+    ) -> tuple[models.Key, str]:
+        name = request.name
+        if session.execute(select(models.Key.id).where(models.Key.name == name)).first() is not None:
+            raise DuplicateNameError(f"a key named {name!r} already exists (names are unique)")
+        get_profile(session, request.profile)
+        rotation_policy = get_policy(session, request.policy)
+        now = utcnow()
+        key = models.Key(
+            name=name,
+            owner=request.owner,
+            profile=request.profile,
+            policy=request.policy,
+            issuer="native",
+            # Until every destination holds the first version, verify must
+            # not accept it: the key waits suspended.
+            state=KeyState.ACTIVE.value if active else KeyState.SUSPENDED.value,
+            state_reason="" if active else "issuing: delivering to destinations",
+            description=request.description,
+            created_at=now,
+            updated_at=now,
+            expires_at=request.expires_at,
+        )
+        session.add(key)
+        session.flush()
+        key.next_rotation_at = next_rotation_at(rotation_policy, from_time=now, key_id=key.id, rotation_count=0)
+        version = models.KeyVersion(
+            key_id=key.id,
+            number=1,
+            state=VersionState.CURRENT.value,
+            secret_hash=material.secret_hash,
+            display_prefix=material.display_prefix,
+            created_at=now,
+            activated_at=now,
+        )
+        session.add(version)
+        session.flush()
+        return key, version.id
+
+    @staticmethod
+    def _audit_issued(
+        session: Session,
+        key: models.Key,
+        request: IssueRequest,
+        display: str,
+        actor: str,
+        reason: str,
+        destinations: Sequence[str],
+    ) -> None:
+        details: dict[str, object] = {
+            "owner": request.owner,
+            "profile": request.profile,
+            "policy": request.policy,
+            "version": 1,
+            "display_prefix": display,
+        }
+        if destinations:
+            details["destinations"] = list(destinations)
+        audit.append(
+            session, actor=actor, action="key.issued", key_id=key.id, key_name=key.name, reason=reason, details=details
+        )
 
     def show(self, name_or_id: str) -> KeyView:
         with self._sessions() as session:
@@ -198,6 +305,8 @@ class KeyService:
                 reason=reason,
                 details={"from": previous, "to": target.value, "versions_revoked": revoked_versions},
             )
+            payload = {"key_id": key.id, "key_name": key.name, "owner": key.owner, "state": target.value}
+            emit(session, _AUDIT_ACTIONS[action], key.id, {**payload, "reason": reason, "actor": actor})
             session.flush()
             return KeyView.of(key)
 

@@ -1,0 +1,1 @@
+"""The HTTP API: verify, usage, alerts, health, metrics (see ``app.py``)."""

@@ -1,0 +1,55 @@
+"""``POST /v1/alerts/{source}``: hands the raw delivery to ``app.alerts``.
+
+No keyops bearer token is asked for here: every supported format proves its
+own authenticity (Standard Webhooks and Grafana sign the body with a shared
+secret, SNS with AWS' certificate, GitHub with its ECDSA key, Alertmanager
+with the bearer/basic credentials configured for that source), and senders
+such as SNS and GitHub cannot be given a keyops token anyway. The receiver
+checks that before parsing; this route only bounds the body, moves the work
+off the event loop and counts verdicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keyops.api.state import ApiState, json_error
+from keyops.api.usage import BodyTooLarge, read_body
+from keyops.inventory.types import utcnow
+
+_SIGNATURE_STATUSES = (401, 403)
+
+
+def _verdict(status: int, body: Any) -> str:
+    if isinstance(body, dict):
+        value = body.get("verdict") or body.get("error")
+        if isinstance(value, str):
+            return value[:32]
+    return "acted" if status == 200 else f"http_{status}"
+
+
+async def alerts_endpoint(request: Request) -> Response:
+    state: ApiState = request.app.state.keyops
+    source = str(request.path_params["source"])[:32]
+    receiver = getattr(state.app, "alerts", None)
+    if receiver is None:
+        return json_error(404, "alert intake is not configured in this build")
+    limit = state.app.settings.server.max_body_bytes
+    try:
+        body = await read_body(request, limit)
+    except BodyTooLarge:
+        return json_error(413, f"body too large: at most {limit} bytes (server.max_body_bytes)")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    outcome = await run_in_threadpool(receiver.receive, source, headers, body, utcnow())
+    status = int(outcome.status)
+    label_source = source if receiver.enabled(source) else "unknown"
+    verdict = _verdict(status, outcome.body)
+    key = (label_source, verdict)
+    state.metrics.alerts[key] = state.metrics.alerts.get(key, 0) + 1
+    if status in _SIGNATURE_STATUSES:
+        state.metrics.signature_failures[label_source] = state.metrics.signature_failures.get(label_source, 0) + 1
+    return Response(outcome.json(), status_code=status, media_type="application/json")

@@ -1,0 +1,198 @@
+"""The ASGI application (Starlette: routing and nothing else on the hot path).
+
+``create_app(app)`` returns the Starlette app for one process. Its lifespan
+loads the verify cache, starts the change follower and (unless disabled) the
+scheduler, and on shutdown stops them within ``server.shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keyops.api import ops
+from keyops.api.alerts import alerts_endpoint
+from keyops.api.cache_sync import CacheSync
+from keyops.api.ratelimit import LocalBuckets, RedisBuckets
+from keyops.api.state import ApiState, json_error
+from keyops.api.usage import usage_endpoint
+from keyops.api.verify import verify_endpoint
+from keyops.bootstrap import App
+from keyops.domain.durations import parse_duration
+from keyops.inventory import changes
+
+log = logging.getLogger("keyops.api")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ROUTES = {
+    "/v1/keys/verify": "/v1/keys/verify",
+    "/v1/usage": "/v1/usage",
+    "/healthz": "/healthz",
+    "/readyz": "/readyz",
+    "/metrics": "/metrics",
+    "/openapi.json": "/openapi.json",
+    "/v1/ping": "/v1/ping",
+}
+
+
+class CountRequests:
+    """Counts requests by route template and status for
+    ``keyops_http_requests_total`` (a few dict operations per request)."""
+
+    def __init__(self, inner: ASGIApp, state: ApiState) -> None:
+        self.inner = inner
+        self.counts = state.metrics.http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        path: str = scope["path"]
+        route = _ROUTES.get(path) or ("/v1/alerts/{source}" if path.startswith("/v1/alerts/") else "other")
+        status = 500
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, counting_send)
+        finally:
+            key = (route, status)
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+
+async def _not_found(request: Request, _exc: Exception) -> Response:
+    return json_error(404, f"no such endpoint: {request.method} {request.url.path} (see /openapi.json)")
+
+
+async def _method_not_allowed(request: Request, _exc: Exception) -> Response:
+    return json_error(405, f"{request.method} is not allowed on {request.url.path} (see /openapi.json)")
+
+
+async def _server_error(_request: Request, _exc: Exception) -> Response:
+    log.exception("request failed")
+    return json_error(500, "internal error (logged); retry, and report it if it persists")
+
+
+def make_state(app: App, *, worker_id: str) -> ApiState:
+    server = app.settings.server
+    sync = CacheSync(
+        app.engine if app.engine.dialect.name != "sqlite" else _sqlite_reader(app),
+        poll_interval=server.change_poll_ms / 1000.0,
+        refresh_every=float(parse_duration(server.cache_refresh)),
+    )
+    buckets: LocalBuckets | RedisBuckets = LocalBuckets()
+    redis_client = None
+    if app.settings.redis.url:
+        import redis.asyncio as aioredis
+
+        redis_client = aioredis.from_url(app.settings.redis.url)
+        buckets = RedisBuckets(redis_client, app.settings.redis.key_prefix)
+    return ApiState(app=app, sync=sync, buckets=buckets, worker_id=worker_id, redis=redis_client)
+
+
+def _sqlite_reader(app: App) -> Any:
+    """A second SQLite engine for the cache's reads: the inventory engine
+    starts every transaction with BEGIN IMMEDIATE (right for writers), which
+    would make a million-row load hold the write lock; under WAL plain reads
+    block nobody."""
+    from sqlalchemy import create_engine
+
+    return create_engine(app.engine.url, connect_args={"check_same_thread": False, "timeout": 30})
+
+
+def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[ApiState], Any] | None = None) -> Any:
+    state = make_state(app, worker_id=worker_id)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(state.sync.load)
+        state.sync.start()
+        redis_sync = _start_redis_wakeups(state)
+        if scheduler_factory is not None:
+            state.scheduler = scheduler_factory(state)
+            state.scheduler.start()
+        try:
+            yield
+        finally:
+            if state.scheduler is not None:
+                await run_in_threadpool(state.scheduler.stop)
+            state.sync.stop()
+            if redis_sync is not None:
+                changes.set_redis_publisher(None)
+                redis_sync.close()
+            if state.redis is not None:
+                await state.redis.aclose()
+
+    routes = [
+        Route("/v1/keys/verify", verify_endpoint, methods=["POST"]),
+        Route("/v1/usage", usage_endpoint, methods=["POST"]),
+        Route("/v1/alerts/{source}", alerts_endpoint, methods=["POST"]),
+        Route("/healthz", ops.healthz, methods=["GET"]),
+        Route("/readyz", ops.readyz, methods=["GET"]),
+        Route("/metrics", ops.metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", ops.openapi, methods=["GET"]),
+        Route("/v1/ping", ops.ping, methods=["GET"]),
+    ]
+    starlette = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
+    )
+    starlette.state.keyops = state
+    return CountRequests(starlette, state)
+
+
+class _RedisWakeups:
+    """Redis pub/sub fan-out of key changes: this process publishes what it
+    commits, and every subscriber polls the change log at once."""
+
+    def __init__(self, url: str, channel: str, sync: CacheSync) -> None:
+        import threading
+
+        import redis
+
+        self._client = redis.Redis.from_url(url)
+        self._channel = channel
+        self._sync = sync
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub.subscribe(**{channel: lambda _message: sync.wake()})
+        self._thread = self._pubsub.run_in_thread(sleep_time=0.5, daemon=True)
+        self._lock = threading.Lock()
+
+    def publish(self, ids: list[str]) -> None:
+        self._client.publish(self._channel, ",".join(ids)[:8000])
+
+    def close(self) -> None:
+        self._thread.stop()
+        self._pubsub.close()
+        self._client.close()
+
+
+def _start_redis_wakeups(state: ApiState) -> _RedisWakeups | None:
+    settings = state.app.settings.redis
+    if not settings.url:
+        return None
+    try:
+        wakeups = _RedisWakeups(settings.url, f"{settings.key_prefix}changes", state.sync)
+    except Exception:
+        log.warning("Redis pub/sub unavailable; key changes still arrive through the change log", exc_info=True)
+        return None
+    changes.set_redis_publisher(wakeups.publish)
+    return wakeups

@@ -1,0 +1,204 @@
+"""The OpenAPI 3.1 document of the HTTP API, written by hand (served at
+``/openapi.json``; the fuzz tests generate requests from it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_RATELIMIT = {
+    "type": "object",
+    "description": "The key's token bucket (its profile's burst, refilled at requests_per_minute). "
+    "reset: seconds until the bucket is full again. All null when no limit applied.",
+    "properties": {
+        "limit": {"type": ["integer", "null"]},
+        "remaining": {"type": ["integer", "null"]},
+        "reset": {"type": ["integer", "null"]},
+    },
+    "required": ["limit", "remaining", "reset"],
+}
+_CODES = ["VALID", "MALFORMED", "NOT_FOUND", "SUSPENDED", "REVOKED", "EXPIRED", "RATE_LIMITED"]
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+_AUTH = {"401": _err("Missing or unknown bearer token."), "403": _err("The token lacks the scope.")}
+
+_USAGE_EVENT = {
+    "type": "object",
+    "description": "One request seen by a gateway. Name the key with exactly one of key_id, key_hash, key.",
+    "properties": {
+        "ts": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]},
+        "key_id": {"type": "string"},
+        "key_hash": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        "key": {"type": "string"},
+        "ip": {"type": "string"},
+        "endpoint": {"type": "string"},
+        "status": {"type": "integer", "minimum": 0},
+        "duration_ms": {"type": "number", "minimum": 0},
+        "input_tokens": {"type": "integer", "minimum": 0},
+        "output_tokens": {"type": "integer", "minimum": 0},
+        "prompt": {"type": "string"},
+        "prompt_sketch": {"type": "array"},
+        "user_agent": {"type": "string"},
+    },
+    "required": ["ts"],
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "keyops",
+        "version": "1",
+        "description": "Verify API keys, report their usage, and receive alerts about them.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "keyops tokens create"}},
+        "schemas": {
+            "Error": _ERROR,
+            "VerifyRequest": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string", "maxLength": 256},
+                    "cost": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+                },
+                "required": ["key"],
+            },
+            "VerifyAnswer": {
+                "type": "object",
+                "properties": {
+                    "valid": {"type": "boolean"},
+                    "code": {"type": "string", "enum": _CODES},
+                    "key_id": _NULLABLE_STR,
+                    "name": _NULLABLE_STR,
+                    "owner": _NULLABLE_STR,
+                    "profile": _NULLABLE_STR,
+                    "version": {"type": ["integer", "null"]},
+                    "version_state": {
+                        "type": ["string", "null"],
+                        "enum": ["pending", "current", "previous", "retired", "revoked", None],
+                        "description": "previous = an older version inside its grace period (still VALID).",
+                    },
+                    "grace_ends_at": {"type": ["string", "null"], "format": "date-time"},
+                    "ratelimit": _RATELIMIT,
+                },
+                "required": [
+                    "valid",
+                    "code",
+                    "key_id",
+                    "name",
+                    "owner",
+                    "profile",
+                    "version",
+                    "grace_ends_at",
+                    "ratelimit",
+                ],
+            },
+            "UsageEvent": _USAGE_EVENT,
+            "UsageAnswer": {
+                "type": "object",
+                "properties": {
+                    "accepted": {"type": "integer"},
+                    "rejected": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"index": {"type": "integer"}, "error": {"type": "string"}},
+                            "required": ["index", "error"],
+                        },
+                    },
+                },
+                "required": ["accepted", "rejected"],
+            },
+        },
+    },
+    "paths": {
+        "/v1/keys/verify": {
+            "post": {
+                "summary": "Check a key: the enforcement point for gateways (scope: verify).",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerifyRequest"}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The verdict; always 200 for a well-formed request.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VerifyAnswer"}}},
+                    },
+                    "400": _err("Not a JSON object with a string key, or a bad cost."),
+                    **_AUTH,
+                },
+            }
+        },
+        "/v1/usage": {
+            "post": {
+                "summary": "Report usage events (scope: usage). JSON array or NDJSON.",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "array", "items": {"$ref": "#/components/schemas/UsageEvent"}}
+                        },
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "Good events kept, bad ones named by index.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsageAnswer"}}},
+                    },
+                    "400": _err("The body is neither a JSON array nor NDJSON."),
+                    "413": _err("Body larger than server.max_body_bytes."),
+                    **_AUTH,
+                },
+            }
+        },
+        "/v1/alerts/{source}": {
+            "post": {
+                "summary": "Inbound alert webhook. Authenticity is checked per format (signatures or the "
+                "source's configured credentials), not with a keyops token.",
+                "parameters": [
+                    {
+                        "name": "source",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["standard", "alertmanager", "grafana", "sns", "github"]},
+                    }
+                ],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+                "responses": {
+                    "200": {
+                        "description": "Recorded (and acted on per the alert rules).",
+                        "content": {"application/json": {"schema": {}}},
+                    },
+                    "400": _err("Malformed payload."),
+                    "401": _err("Missing or wrong signature, or stale timestamp."),
+                    "403": _err("Authentic but not allowed."),
+                    "404": _err("Unknown or disabled source."),
+                    "409": _err("Delivery id seen before (replay): nothing done."),
+                    "413": _err("Body too large."),
+                },
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness.", "responses": {"200": {"description": "The process answers."}}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: database reachable, verify cache loaded, destinations configured.",
+                "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready; checks say why."}},
+            }
+        },
+        "/metrics": {"get": {"summary": "Prometheus metrics.", "responses": {"200": {"description": "Text format."}}}},
+        "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.1."}}}},
+        "/v1/ping": {
+            "get": {"summary": "Trivial endpoint (benchmark baseline).", "responses": {"200": {"description": "ok"}}}
+        },
+    },
+}

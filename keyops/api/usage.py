@@ -1,0 +1,190 @@
+"""``POST /v1/usage``: usage events from gateways.
+
+Answers 202 ``{"accepted": n, "rejected": [{"index", "error"}]}``. Keys are
+parsed by ``keyops.detect.events.parse_event`` (shared with ``keyops
+replay``; a plaintext ``key`` is hashed there and dropped) and resolved from
+memory (hashes, through the verify cache) or the inventory (``key_id``);
+one transaction per request upserts the per-minute aggregates and moves
+``keys.last_used_at`` forward. The writes go through a
+plain connection, not the ORM session, so they do not count as key changes
+(usage must not invalidate verify caches). Accepted events are then handed
+to the detection engine (``app.detection.ingest``) when it is wired.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keyops.api.cache import VerifyCache
+from keyops.api.state import ApiState, json_error
+from keyops.api.usage_events import BadLine, aggregate, split_body
+from keyops.detect.events import UsageEvent, parse_event
+from keyops.inventory import models
+
+log = logging.getLogger("keyops.api.usage")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (without reading it all) anything over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _resolve(cache: VerifyCache, key_ref: str) -> str | None:
+    """The key id for ``hash:...`` from memory; ``id:...`` is checked later in the inventory."""
+    kind, _, value = key_ref.partition(":")
+    if kind == "id":
+        return value
+    hit = cache.lookup(bytes.fromhex(value))
+    return None if hit is None else hit.key_id
+
+
+def _ids_by_hash(engine: Engine, hashes: set[str]) -> dict[str, str]:
+    """Cache misses (a key issued a moment ago) looked up in the inventory."""
+    found: dict[str, str] = {}
+    hash_list = sorted(hashes)
+    v = models.KeyVersion
+    with engine.connect() as conn:
+        for i in range(0, len(hash_list), 500):
+            rows = conn.execute(select(v.secret_hash, v.key_id).where(v.secret_hash.in_(hash_list[i : i + 500])))
+            found.update({h: k for h, k in rows if h})
+    return found
+
+
+def _known_ids(engine: Engine, ids: set[str]) -> set[str]:
+    if not ids:
+        return set()
+    found: set[str] = set()
+    id_list = sorted(ids)
+    with engine.connect() as conn:
+        for i in range(0, len(id_list), 500):
+            found.update(conn.execute(select(models.Key.id).where(models.Key.id.in_(id_list[i : i + 500]))).scalars())
+    return found
+
+
+def write_usage(engine: Engine, events: list[tuple[str, UsageEvent]]) -> None:
+    """One transaction: per-minute upserts and last-use times."""
+    minutes, last_used = aggregate(events)
+    if not minutes:
+        return
+    table = cast(Table, models.UsageMinute.__table__)
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    with engine.begin() as conn:
+        for (key_id, minute), row in sorted(minutes.items()):
+            stmt = insert(table).values(
+                key_id=key_id,
+                minute=minute,
+                requests=row.requests,
+                errors=row.errors,
+                input_tokens=row.input_tokens,
+                output_tokens=row.output_tokens,
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["key_id", "minute"],
+                    set_={
+                        "requests": table.c.requests + stmt.excluded.requests,
+                        "errors": table.c.errors + stmt.excluded.errors,
+                        "input_tokens": table.c.input_tokens + stmt.excluded.input_tokens,
+                        "output_tokens": table.c.output_tokens + stmt.excluded.output_tokens,
+                    },
+                )
+            )
+        keys = cast(Table, models.Key.__table__)
+        for key_id, ts in sorted(last_used.items()):
+            conn.execute(
+                update(keys)
+                .where(keys.c.id == key_id, (keys.c.last_used_at.is_(None)) | (keys.c.last_used_at < ts))
+                .values(last_used_at=ts)
+            )
+
+
+def ingest(state: ApiState, body: bytes, now: float) -> tuple[int, list[dict[str, Any]]] | str:
+    items = split_body(body)
+    if isinstance(items, str):
+        return items
+    rejected: list[dict[str, Any]] = []
+    parsed: list[tuple[int, UsageEvent, str | None]] = []
+    by_id: set[str] = set()
+    misses: set[str] = set()
+    cache = state.sync.cache
+    for index, raw in enumerate(items):
+        event = f"line {raw.line} is not valid JSON" if isinstance(raw, BadLine) else parse_event(raw, now=now)
+        if isinstance(event, str):
+            rejected.append({"index": index, "error": event})
+            continue
+        key_id = _resolve(cache, event.key_ref)
+        if event.key_ref.startswith("id:"):
+            by_id.add(event.key_ref[3:])
+        elif key_id is None:
+            misses.add(event.key_ref[5:])
+        parsed.append((index, event, key_id))
+    late = _ids_by_hash(state.app.engine, misses) if misses else {}
+    resolved: list[tuple[int, str, UsageEvent]] = []
+    for index, event, maybe_id in parsed:
+        key_id = maybe_id or late.get(event.key_ref[5:])
+        if key_id is None:
+            rejected.append({"index": index, "error": "unknown key: no key in the inventory has this hash"})
+        else:
+            resolved.append((index, key_id, event))
+    known = _known_ids(state.app.engine, by_id)
+    good: list[tuple[str, UsageEvent]] = []
+    for index, key_id, event in resolved:
+        if event.key_ref.startswith("id:") and key_id not in known:
+            rejected.append({"index": index, "error": "unknown key: no key in the inventory has this id"})
+        else:
+            good.append((key_id, event))
+    write_usage(state.app.engine, good)
+    detection = getattr(state.app, "detection", None)
+    if detection is not None and good:
+        try:
+            detection.ingest([event for _, event in good])
+        except Exception:
+            log.warning("usage: the detection engine failed on a batch (aggregates were kept)", exc_info=True)
+    rejected.sort(key=lambda r: int(r["index"]))
+    return len(good), rejected
+
+
+async def usage_endpoint(request: Request) -> Response:
+    state: ApiState = request.app.state.keyops
+    denied = state.authorize(request, "usage")
+    if denied is not None:
+        return denied
+    limit = state.app.settings.server.max_body_bytes
+    try:
+        body = await read_body(request, limit)
+    except BodyTooLarge:
+        return json_error(413, f"body too large: at most {limit} bytes (server.max_body_bytes); split the batch")
+    result = await run_in_threadpool(ingest, state, body, time.time())
+    if isinstance(result, str):
+        return json_error(400, result)
+    accepted, rejected = result
+    state.metrics.usage_events["accepted"] += accepted
+    state.metrics.usage_events["rejected"] += len(rejected)
+    return Response(
+        orjson.dumps({"accepted": accepted, "rejected": rejected}), status_code=202, media_type="application/json"
+    )

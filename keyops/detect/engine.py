@@ -1,0 +1,399 @@
+"""The streaming detection engine: event time, bounded lateness, deterministic.
+
+Events are pushed in any order; the engine holds them in a heap and releases
+them in ``(ts, key_ref, arrival)`` order once the *watermark* (the largest
+event time seen minus ``lateness``) has passed them. An event older than the
+watermark is refused as late. Everything after release is a pure function of
+the released sequence: detector windows are aligned to multiples of
+``WINDOW`` seconds of event time, sweeps and the coordination search fire at
+fixed event-time boundaries, ids are derived from content. So replaying a
+week of logs from a file and receiving the same events live over a week give
+the same findings, and two runs over the same input give the same output.
+
+``flush()`` releases everything and judges every open window; replay calls
+it at the end of the file. The live daemon calls ``advance(now)`` every
+second so that buffered events are released by wall clock even when no new
+events arrive.
+
+The engine does no I/O: findings and actions are returned, and the
+lifecycle layer persists and applies them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+
+from keyops.detect import concurrency, coordinated, harvesting, network, reasoning, templated, volume
+from keyops.detect.config import COORDINATION_EVERY, HALF_LIFE, WINDOW, DetectorConfig
+from keyops.detect.events import UsageEvent
+from keyops.detect.model import ACTION_RANK, SEVERITY_NAMES, ActionRecord, FindingRecord, KeyMeta, iso
+from keyops.detect.policy import MIN_FINDING_LEVEL, combine, level
+from keyops.detect.signal import Signal
+from keyops.detect.state import (
+    CONCURRENCY,
+    COORDINATED,
+    DETECTORS,
+    HARVESTING,
+    NETWORK,
+    REASONING,
+    TEMPLATED,
+    VOLUME,
+    KeyState,
+)
+
+HOUSEKEEPING_EVERY = 3600
+LIVE_WITHIN = 3600.0
+_LN2 = math.log(2.0)
+
+
+@dataclass
+class Output:
+    findings: list[FindingRecord] = field(default_factory=list)
+    actions: list[ActionRecord] = field(default_factory=list)
+
+
+class Engine:
+    """One engine per process; not thread-safe (the service serialises calls)."""
+
+    def __init__(self, *, lateness: float = 5.0, idle_hot: float = 3600.0, idle_cold: float = 7 * 86400.0) -> None:
+        self.lateness = lateness
+        self.idle_hot = idle_hot
+        self.idle_cold = idle_cold
+        self.keys: dict[str, KeyState] = {}
+        self._heap: list[tuple[float, str, int, UsageEvent, KeyMeta, DetectorConfig]] = []
+        self._due: list[tuple[int, str]] = []
+        self._seq = 0
+        self._max_ts = -math.inf
+        self.watermark = -math.inf
+        self._next_window = -1
+        self._next_coordination = -1
+        self._next_housekeeping = -1
+        self._clusters: dict[int, tuple[str, set[str]]] = {}
+        self.processed = 0
+        self.late = 0
+
+    # ------------------------------------------------------------ intake --
+
+    def push(self, event: UsageEvent, meta: KeyMeta, cfg: DetectorConfig) -> str | None:
+        """Buffer one event; a reason when it is too late to be counted."""
+        if event.ts < self.watermark:
+            self.late += 1
+            return (
+                f"event at {iso(event.ts)} is older than the engine's watermark {iso(self.watermark)} "
+                f"(more than {self.lateness:g}s late)"
+            )
+        self._seq += 1
+        heappush(self._heap, (event.ts, event.key_ref, self._seq, event, meta, cfg))
+        if event.ts > self._max_ts:
+            self._max_ts = event.ts
+        return None
+
+    def release(self, out: Output) -> None:
+        """Process every buffered event the watermark has passed."""
+        self._advance_to(self._max_ts - self.lateness, out)
+
+    def advance(self, now: float, out: Output) -> None:
+        """Move the watermark by wall clock when the stream is live and quiet:
+        events buffered for ``lateness`` seconds are released even if nothing
+        newer arrives. A historical feed (newest event more than
+        ``LIVE_WITHIN`` behind ``now``) is left to event time alone."""
+        if self._max_ts > -math.inf and now - self._max_ts <= LIVE_WITHIN:
+            self._advance_to(min(now - self.lateness, self._max_ts), out)
+
+    def flush(self, out: Output) -> None:
+        """Release everything and judge every open window (end of a replay)."""
+        heap = self._heap
+        while heap:
+            _ts, _, _, event, meta, cfg = heappop(heap)
+            self._process(event, meta, cfg, out)
+        if self._max_ts > -math.inf:
+            self.watermark = max(self.watermark, self._max_ts)
+        for key_id in sorted(self.keys):
+            st = self.keys[key_id]
+            if st.n:
+                self._close(st, out)
+                st.reset_window(st.win_start + WINDOW)
+
+    def _advance_to(self, watermark: float, out: Output) -> None:
+        if watermark <= self.watermark:
+            return
+        self.watermark = watermark
+        heap = self._heap
+        while heap and heap[0][0] <= watermark:
+            _ts, _, _, event, meta, cfg = heappop(heap)
+            self._process(event, meta, cfg, out)
+        if self._next_window >= 0 and watermark >= self._next_window:
+            self._timers(watermark, out)
+
+    # ---------------------------------------------------------- per event --
+
+    def _process(self, ev: UsageEvent, meta: KeyMeta, cfg: DetectorConfig, out: Output) -> None:
+        ts = ev.ts
+        if ts >= self._next_window:
+            self._timers(ts, out)
+        self.processed += 1
+        st = self.keys.get(meta.key_id)
+        if st is None:
+            st = self.keys[meta.key_id] = KeyState(meta, cfg, ts)
+        elif ts >= st.win_start + WINDOW:
+            if st.n:
+                self._close(st, out)
+            st.reset_window(int(ts // WINDOW) * WINDOW)
+        if st.n == 0:
+            heappush(self._due, (st.win_start + WINDOW, meta.key_id))
+        st.n += 1
+        if ts > st.last_ts:
+            st.last_ts = ts
+        minute = int(ts // 60)
+        if minute != st.minute:
+            st.minute = minute
+            st.minute_count = 0
+        st.minute_count += 1
+        if st.minute_count > st.peak_minute:
+            st.peak_minute = st.minute_count
+        day = int(ts // 86400)
+        if day != st.day:
+            st.day = day
+            st.day_tokens = 0
+        st.day_tokens += ev.input_tokens + ev.output_tokens
+        status = ev.status
+        if status >= 400:
+            st.errors += 1
+            if status == 401 or status == 403:
+                return  # refused by the gateway: no model output, nothing learned
+        st.tok_in += ev.input_tokens
+        st.tok_out += ev.output_tokens
+        if ev.duration_ms and cfg.concurrency_on:
+            st.track_inflight(ts, ev.duration_ms)
+        net = ev.network
+        if net:
+            if net != st.last_net:
+                st.see_network(net, ev.ip, ts)
+            if st.last_net_novel:
+                st.novel_net += 1
+            if st.last_net_outside:
+                st.outside += 1
+        ua = ev.user_agent
+        if ua:
+            if ua != st.last_ua:
+                st.see_user_agent(ua, ts)
+            if st.last_ua_novel:
+                st.novel_ua += 1
+        if ev.sketch:
+            st.prompts += 1
+            st.remember_prompt(ev.sketch, ev.prefix)
+
+    # ------------------------------------------------------------ timers --
+
+    def _timers(self, now: float, out: Output) -> None:
+        """Fire every event-time boundary up to ``now``, oldest first."""
+        if self._next_window < 0:
+            base = int(now // WINDOW) * WINDOW
+            self._next_window = base + WINDOW
+            self._next_coordination = int(now // COORDINATION_EVERY) * COORDINATION_EVERY + COORDINATION_EVERY
+            self._next_housekeeping = int(now // HOUSEKEEPING_EVERY) * HOUSEKEEPING_EVERY + HOUSEKEEPING_EVERY
+            return
+        while self._next_window <= now:
+            boundary = self._next_window
+            due = self._due
+            while due and due[0][0] <= boundary:
+                end, key_id = heappop(due)
+                st = self.keys.get(key_id)
+                if st is not None and st.n and st.win_start + WINDOW == end:
+                    self._close(st, out)
+                    st.reset_window(end)
+            if boundary >= self._next_coordination:
+                self._coordinate(boundary, out)
+                self._next_coordination = boundary + COORDINATION_EVERY
+            if boundary >= self._next_housekeeping:
+                self._housekeeping(boundary)
+                self._next_housekeeping = boundary + HOUSEKEEPING_EVERY
+            self._next_window = boundary + WINDOW
+
+    def _housekeeping(self, now: float) -> None:
+        for key_id in [k for k, st in self.keys.items() if now - st.last_ts > self.idle_cold]:
+            del self.keys[key_id]
+        for st in self.keys.values():
+            if now - st.last_ts > self.idle_hot and st.skel_ring:
+                st.drop_hot()
+
+    # ---------------------------------------------------------- judging --
+
+    def _decay(self, st: KeyState, at: float) -> None:
+        dt = at - st.evidence_ts
+        if dt > 0:
+            factor = math.exp(-_LN2 * dt / HALF_LIFE)
+            ev = st.evidence
+            for i in range(len(ev)):
+                ev[i] *= factor
+            st.evidence_ts = at
+
+    def _close(self, st: KeyState, out: Output) -> None:
+        cfg = st.cfg
+        at = float(st.win_start + WINDOW)
+        self._decay(st, at)
+        st.accumulate(at, math.exp(-_LN2 * max(at - st.acc_ts, 0.0) / HALF_LIFE))
+        signals: list[tuple[int, Signal | None]] = []
+        vol_z = volume.jump(st)
+        spend = harvesting.spend_z(st)
+        if cfg.volume:
+            signals.append((VOLUME, volume.judge(st, cfg)))
+        if cfg.concurrency_on:
+            signals.append((CONCURRENCY, concurrency.judge(st, cfg)))
+        if cfg.network:
+            signals.append((NETWORK, network.judge(st, cfg, vol_z, spend)))
+        if cfg.templated:
+            signals.append((TEMPLATED, templated.judge(st, cfg)))
+        if cfg.reasoning:
+            signals.append((REASONING, reasoning.judge(st, cfg)))
+        if cfg.harvesting:
+            signals.append((HARVESTING, harvesting.judge(st, cfg)))
+        for d, sig in signals:
+            if sig is not None:
+                st.evidence[d] += sig.strength
+                st.details[d] = {"summary": sig.summary, **sig.evidence, "window_start": iso(st.win_start)}
+        volume.learn(st)
+        harvesting.learn(st)
+        templated.learn(st)
+        self._judge(st, at, out)
+
+    def _judge(self, st: KeyState, at: float, out: Output, cluster_id: str | None = None) -> None:
+        levels = [level(e) for e in st.evidence]
+        meta = st.meta
+        for d, lvl in enumerate(levels):
+            if lvl > st.reported[d]:
+                if lvl >= MIN_FINDING_LEVEL:
+                    detail = st.details.get(d, {})
+                    out.findings.append(
+                        FindingRecord(
+                            detector=DETECTORS[d],
+                            key_id=meta.key_id,
+                            key_name=meta.name,
+                            severity=SEVERITY_NAMES[lvl],
+                            score=st.evidence[d],
+                            at=at,
+                            summary=str(detail.get("summary", "")),
+                            evidence=dict(detail),
+                            cluster_id=cluster_id if d == COORDINATED else None,
+                        )
+                    )
+                st.reported[d] = lvl
+            elif lvl == 0 and st.reported[d]:
+                st.reported[d] = 0  # quiet again: a later episode is reported again
+            if lvl == 0 and d in st.details:
+                del st.details[d]
+        severity = combine(levels)
+        action = st.cfg.ladder[severity]
+        rank = ACTION_RANK[action]
+        if severity == 0 and st.acted == ACTION_RANK["notify"]:
+            st.acted = 0  # quiet again: the next episode notifies again
+        if rank <= st.acted or action == "none":
+            return
+        st.acted = rank
+        contributing = {DETECTORS[d]: SEVERITY_NAMES[lvl] for d, lvl in enumerate(levels) if lvl}
+        reason = f"{SEVERITY_NAMES[severity]} severity from " + ", ".join(
+            f"{name} ({sev})" for name, sev in contributing.items()
+        )
+        finding = FindingRecord(
+            detector="combined",
+            key_id=meta.key_id,
+            key_name=meta.name,
+            severity=SEVERITY_NAMES[severity],
+            score=sum(st.evidence),
+            at=at,
+            summary=reason,
+            evidence={
+                "profile": st.cfg.name,
+                "levels": contributing,
+                "detectors": {DETECTORS[d]: st.details[d] for d in sorted(st.details)},
+            },
+            cluster_id=st.cluster,
+            action=action,
+        )
+        out.findings.append(finding)
+        out.actions.append(
+            ActionRecord(
+                key_id=meta.key_id,
+                key_name=meta.name,
+                action=action,
+                at=at,
+                severity=SEVERITY_NAMES[severity],
+                reason=reason,
+                enforcement=st.cfg.enforcement,
+                finding=finding,
+            )
+        )
+        if action == "rotate":
+            # The material changed: whoever held the old key lost it. Start
+            # over, so continued abuse has to accumulate again to go further.
+            st.evidence = [0.0] * len(st.evidence)
+            st.reported = [0] * len(st.reported)
+            st.details = {}
+
+    def _coordinate(self, now: float, out: Output) -> None:
+        for cluster in coordinated.find_clusters(self.keys.values(), now):
+            known = self._clusters.get(cluster.skeleton)
+            if known is None:
+                cid = coordinated.cluster_id(cluster.skeleton, now)
+                seen: set[str] = set()
+                self._clusters[cluster.skeleton] = (cid, seen)
+            else:
+                cid, seen = known
+            ids = [m.meta.key_id for m in cluster.members]
+            evidence = {
+                "members": len(ids),
+                "owners": len(cluster.owners),
+                "keys": [m.meta.name for m in cluster.members][:200],
+                "key_ids": ids[:200],
+                "shared_networks": cluster.networks,
+                "shared_clients": cluster.clients,
+                "skeleton": cluster.skeleton,
+                "samples": sorted({s[1] for m in cluster.members[:20] for s in m.samples})[:3],
+            }
+            new_members = [i for i in ids if i not in seen]
+            # One finding when the cluster appears, another each time it has
+            # grown by a quarter: enough to follow it, not one per member.
+            if new_members and (not seen or len(ids) >= 1.25 * len(seen)):
+                seen.update(new_members)
+                out.findings.append(
+                    FindingRecord(
+                        detector="coordinated",
+                        key_id=None,
+                        key_name=None,
+                        severity="critical",
+                        score=float(len(ids)),
+                        at=float(now),
+                        summary=(
+                            f"{len(ids)} keys of {len(cluster.owners)} owners share a prompt template, "
+                            f"networks and clients"
+                        ),
+                        evidence={**evidence, "new_members": len(new_members)},
+                        cluster_id=cid,
+                    )
+                )
+            for st in cluster.members:
+                self._decay(st, float(now))
+                st.cluster = cid
+                st.evidence[COORDINATED] += 2.0
+                st.details[COORDINATED] = {
+                    "summary": f"member of a cluster of {len(ids)} keys of {len(cluster.owners)} owners",
+                    "cluster_id": cid,
+                    "members": len(ids),
+                    "owners": len(cluster.owners),
+                    "shared_networks": cluster.networks,
+                    "shared_clients": cluster.clients,
+                }
+                self._judge(st, float(now), out, cluster_id=cid)
+
+    # ------------------------------------------------------------ helpers --
+
+    def ingest_sorted(self, items: Iterable[tuple[UsageEvent, KeyMeta, DetectorConfig]], out: Output) -> None:
+        """Push and release in one pass (replay of a file)."""
+        for event, meta, cfg in items:
+            self.push(event, meta, cfg)
+            if len(self._heap) > 4096:
+                self.release(out)
+        self.release(out)

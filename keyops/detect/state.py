@@ -1,0 +1,262 @@
+"""Per-key state: small, bounded, and split into hot and cold parts.
+
+Hot state (the open window's counters, in-flight requests, recent prompt
+signatures) is what a busy key needs minute to minute; it is dropped when the
+key goes idle. Cold state (learned baselines, known networks and clients,
+accumulated evidence) survives idleness up to the engine's retention, so a
+key that sleeps over the weekend keeps its baseline.
+
+Every container has a hard bound (``*_MAX`` below); nothing grows with the
+number of events. ``bench/engine.py`` measures the bytes per active key.
+"""
+
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from ipaddress import ip_address
+from typing import Any
+
+from keyops.detect.config import WINDOW, DetectorConfig
+from keyops.detect.model import KeyMeta
+
+DETECTORS = ("volume", "concurrency", "network", "templated", "reasoning", "harvesting", "coordinated")
+VOLUME, CONCURRENCY, NETWORK, TEMPLATED, REASONING, HARVESTING, COORDINATED = range(7)
+
+RING = 24  # recent prompts remembered for near-duplicate checks
+NETS_MAX = 16
+UAS_MAX = 8
+INFLIGHT_MAX = 512
+SKELETONS_MAX = 4  # Misra-Gries counters of frequent skeletons (for coordination)
+SAMPLES_MAX = 3
+
+
+class KeyState:
+    """Everything the engine keeps about one key."""
+
+    __slots__ = (
+        "acc_dup",
+        "acc_prompts",
+        "acc_skel",
+        "acc_strong",
+        "acc_ts",
+        "acc_weak",
+        "acted",
+        "band_ring",
+        "base_dup",
+        "base_n",
+        "base_skel",
+        "cfg",
+        "cluster",
+        "day",
+        "day_tokens",
+        "details",
+        "dup_hits",
+        "errors",
+        "evidence",
+        "evidence_ts",
+        "first_ts",
+        "inflight",
+        "last_net",
+        "last_net_novel",
+        "last_net_outside",
+        "last_ts",
+        "last_ua",
+        "last_ua_novel",
+        "meta",
+        "minute",
+        "minute_count",
+        "n",
+        "nets",
+        "novel_net",
+        "novel_ua",
+        "out_mu",
+        "out_n",
+        "out_var",
+        "outside",
+        "peak_inflight",
+        "peak_minute",
+        "prompts",
+        "reported",
+        "ring_pos",
+        "samples",
+        "skel_hits",
+        "skel_ring",
+        "skeletons",
+        "strong",
+        "tok_in",
+        "tok_out",
+        "uas",
+        "vol_mu",
+        "vol_n",
+        "vol_var",
+        "weak",
+        "win_start",
+    )
+
+    def __init__(self, meta: KeyMeta, cfg: DetectorConfig, ts: float) -> None:
+        self.meta = meta
+        self.cfg = cfg
+        self.first_ts = ts
+        self.last_ts = ts
+        self.win_start = int(ts // WINDOW) * WINDOW
+        self.inflight: list[float] = []
+        self.skel_ring: list[int] = []
+        self.band_ring: list[int] = []
+        self.ring_pos = 0
+        self.samples: list[list[str]] = []
+        self.reset_window(self.win_start)
+        self.skeletons: dict[int, int] = {}
+        self.nets: dict[str, float] = {}
+        self.last_net = ""
+        self.last_net_novel = False
+        self.last_net_outside = False
+        self.uas: dict[str, float] = {}
+        self.last_ua = ""
+        self.last_ua_novel = False
+        self.vol_mu = 0.0
+        self.vol_var = 0.0
+        self.vol_n = 0
+        self.out_mu = 0.0
+        self.out_var = 0.0
+        self.out_n = 0
+        self.day = int(ts // 86400)
+        self.day_tokens = 0
+        self.evidence = [0.0] * 7
+        self.acc_prompts = 0.0
+        self.acc_skel = 0.0
+        self.acc_dup = 0.0
+        self.acc_strong = 0.0
+        self.acc_weak = 0.0
+        self.acc_ts = ts
+        self.base_skel = 0.0
+        self.base_dup = 0.0
+        self.base_n = 0
+        self.evidence_ts = ts
+        self.reported = [0] * 7
+        self.details: dict[int, dict[str, Any]] = {}
+        self.acted = 0
+        self.cluster: str | None = None
+
+    def reset_window(self, start: int) -> None:
+        self.win_start = start
+        self.n = 0
+        self.errors = 0
+        self.tok_in = 0
+        self.tok_out = 0
+        self.minute = -1
+        self.minute_count = 0
+        self.peak_minute = 0
+        self.peak_inflight = 0
+        self.prompts = 0
+        self.strong = 0
+        self.weak = 0
+        self.skel_hits = 0
+        self.dup_hits = 0
+        self.novel_net = 0
+        self.novel_ua = 0
+        self.outside = 0
+        if self.samples:
+            self.samples = []
+
+    def drop_hot(self) -> None:
+        """Forget what only matters while the key is busy (idle eviction)."""
+        self.inflight = []
+        self.skel_ring = []
+        self.band_ring = []
+        self.ring_pos = 0
+        self.samples = []
+
+    def accumulate(self, at: float, factor: float) -> None:
+        """Fold the window's prompt counts into decayed running counts, so
+        share tests gain power over hours on a quiet key (low and slow)."""
+        self.acc_prompts = self.acc_prompts * factor + self.prompts
+        self.acc_skel = self.acc_skel * factor + self.skel_hits
+        self.acc_dup = self.acc_dup * factor + self.dup_hits
+        self.acc_strong = self.acc_strong * factor + self.strong
+        self.acc_weak = self.acc_weak * factor + self.weak
+        self.acc_ts = at
+
+    @property
+    def learned(self) -> bool:
+        return self.last_ts >= self.first_ts + self.cfg.learning_period
+
+    def remember_prompt(self, sketch: tuple[int, ...], prefix: str) -> None:
+        """Count the prompt against recent ones, then remember it (bounded ring)."""
+        skel = sketch[3]
+        ring = self.skel_ring
+        if skel in ring:
+            self.skel_hits += 1
+        bands = sketch[4:]
+        ring_bands = self.band_ring
+        dup = False
+        for band in bands:
+            if band in ring_bands:
+                dup = True
+                break
+        if dup:
+            self.dup_hits += 1
+        flags = sketch[2]
+        if flags & 1:
+            self.strong += 1
+        if flags & 2:
+            self.weak += 1
+        if (dup or flags & 1) and prefix and len(self.samples) < SAMPLES_MAX:
+            self.samples.append(["reasoning" if flags & 1 else "near-duplicate", prefix])
+        if len(ring) < RING:
+            ring.append(skel)
+            ring_bands.extend(bands)
+        else:
+            pos = self.ring_pos
+            ring[pos] = skel
+            width = len(bands)
+            ring_bands[pos * width : pos * width + width] = bands
+            self.ring_pos = (pos + 1) % RING
+        # Misra-Gries: the few skeletons this key sends most, in O(SKELETONS_MAX).
+        counts = self.skeletons
+        if skel in counts:
+            counts[skel] += 1
+        elif len(counts) < SKELETONS_MAX:
+            counts[skel] = 1
+        else:
+            for k in list(counts):
+                counts[k] -= 1
+                if counts[k] <= 0:
+                    del counts[k]
+
+    def track_inflight(self, ts: float, duration_ms: int) -> None:
+        heap = self.inflight
+        while heap and heap[0] <= ts:
+            heappop(heap)
+        heappush(heap, ts + duration_ms / 1000.0)
+        if len(heap) > INFLIGHT_MAX:
+            heappop(heap)
+        if len(heap) > self.peak_inflight:
+            self.peak_inflight = len(heap)
+
+    def see_network(self, net: str, ip: str, ts: float) -> None:
+        """Update known networks (LRU, bounded) and cache novelty for ``net``."""
+        nets = self.nets
+        first = nets.pop(net, None)
+        if first is None:
+            first = ts
+            if len(nets) >= NETS_MAX:
+                del nets[next(iter(nets))]
+        nets[net] = first
+        self.last_net = net
+        cfg = self.cfg
+        self.last_net_novel = first >= self.first_ts + cfg.learning_period and ts - first < cfg.novelty
+        if cfg.allowed:
+            address = ip_address(ip)
+            self.last_net_outside = not any(address in allowed for allowed in cfg.allowed)
+
+    def see_user_agent(self, ua: str, ts: float) -> None:
+        label = ua[:128]
+        uas = self.uas
+        first = uas.pop(label, None)
+        if first is None:
+            first = ts
+            if len(uas) >= UAS_MAX:
+                del uas[next(iter(uas))]
+        uas[label] = first
+        self.last_ua = ua
+        self.last_ua_novel = first >= self.first_ts + self.cfg.learning_period and ts - first < self.cfg.novelty

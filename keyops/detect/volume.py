@@ -1,0 +1,68 @@
+"""Volume: requests per minute against the profile's limit, tokens per day
+against the profile's budget, and the window's request count against the
+key's own learned baseline.
+
+The baseline is a running mean/variance of ``log1p(requests per window)``
+over active windows: exact during the learning period, then slowly
+weighted (a day of steady growth moves it; one burst does not, because the
+update is clipped at mean + 3 sd). A z-score above ``baseline_z`` counts.
+"""
+
+from __future__ import annotations
+
+import math
+
+from keyops.detect.config import DetectorConfig
+from keyops.detect.signal import Signal, clamp, ewma_update, robust_z
+from keyops.detect.state import KeyState
+
+MIN_BASELINE_WINDOWS = 12
+MIN_SD = 0.35
+
+
+def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
+    limit = cfg.rpm * cfg.volume_factor
+    over = st.peak_minute / limit
+    s_limit = clamp(over - 1.0) if over > 1.0 else 0.0
+    s_day = 1.0 if st.day_tokens > cfg.tokens_per_day else 0.0
+    x = math.log1p(st.n)
+    z = robust_z(x, st.vol_mu, st.vol_var, MIN_SD) if st.learned and st.vol_n >= MIN_BASELINE_WINDOWS else 0.0
+    s_base = clamp((z - cfg.volume_z) / 3.0)
+    strength = max(s_limit, s_day, s_base)
+    if strength <= 0.0:
+        return None
+    baseline = math.expm1(st.vol_mu)
+    parts = []
+    if s_limit:
+        parts.append(f"{st.peak_minute} requests in a minute (limit {cfg.rpm})")
+    if s_day:
+        parts.append(f"{st.day_tokens} tokens today (budget {cfg.tokens_per_day})")
+    if s_base:
+        parts.append(f"{st.n} requests in 5 minutes vs a learned {baseline:.1f} (z={z:.1f})")
+    return Signal(
+        strength,
+        "; ".join(parts),
+        {
+            "requests_in_window": st.n,
+            "peak_requests_per_minute": st.peak_minute,
+            "limit_requests_per_minute": cfg.rpm,
+            "tokens_today": st.day_tokens,
+            "tokens_per_day": cfg.tokens_per_day,
+            "baseline_requests_per_window": round(baseline, 2),
+            "baseline_z": round(z, 2),
+        },
+    )
+
+
+def jump(st: KeyState) -> float:
+    """The window's volume z-score against the baseline (0 before learning)."""
+    if not st.learned or st.vol_n < MIN_BASELINE_WINDOWS:
+        return 0.0
+    return robust_z(math.log1p(st.n), st.vol_mu, st.vol_var, MIN_SD)
+
+
+def learn(st: KeyState) -> None:
+    x = math.log1p(st.n)
+    if st.vol_n >= MIN_BASELINE_WINDOWS:
+        x = min(x, st.vol_mu + 3.0 * max(math.sqrt(st.vol_var), MIN_SD))
+    st.vol_mu, st.vol_var, st.vol_n = ewma_update(st.vol_mu, st.vol_var, st.vol_n, x)

@@ -1,0 +1,92 @@
+"""Claiming work so that several replicas on one database each take a
+different part of it (invariant 4: each due rotation runs exactly once).
+
+PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` lets replicas pass over rows
+another replica is claiming right now. SQLite ignores that clause, but every
+transaction there starts with ``BEGIN IMMEDIATE`` (``inventory.db``), so
+claims are serialised by the database lock instead. Either way the claim is
+made durable by writing the lease (``lease_owner``, ``lease_expires_at``) or
+by clearing ``next_rotation_at`` in the same transaction, so a later query by
+another replica does not see the row as free.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session
+
+from keyops.domain.states import KeyState
+from keyops.inventory import models
+
+UNFINISHED = ("running", "failed")
+
+
+def due_keys(session: Session, now: datetime, limit: int) -> list[models.Key]:
+    """Active keys whose scheduled rotation is due, locked for this transaction."""
+    stmt = (
+        select(models.Key)
+        .where(models.Key.state == KeyState.ACTIVE.value)
+        .where(models.Key.next_rotation_at.is_not(None))
+        .where(models.Key.next_rotation_at <= now)
+        # Without a destination nobody would receive the new key.
+        .where(exists(select(models.Destination.id).where(models.Destination.key_id == models.Key.id)))
+        .order_by(models.Key.next_rotation_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=models.Key)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def unfinished_rotation(session: Session, key_id: str) -> models.Rotation | None:
+    """The key's running or failed rotation, if any (at most one by construction:
+    every rotation is created while holding the key row's lock)."""
+    stmt = (
+        select(models.Rotation)
+        .where(models.Rotation.key_id == key_id)
+        .where(models.Rotation.status.in_(UNFINISHED))
+        .order_by(models.Rotation.created_at.desc())
+        .limit(1)
+    )
+    return session.execute(stmt).scalars().first()
+
+
+def resumable(
+    session: Session, now: datetime, *, only_expired_leases: bool, include_failed: bool, limit: int
+) -> list[models.Rotation]:
+    """Unfinished rotations nobody is working on, locked for this transaction."""
+    free = or_(models.Rotation.lease_expires_at.is_(None), models.Rotation.lease_expires_at <= now)
+    running = models.Rotation.status == "running"
+    if only_expired_leases:
+        running = running & free
+    condition = or_(running, models.Rotation.status == "failed") if include_failed else running
+    stmt = (
+        select(models.Rotation)
+        .where(condition)
+        .order_by(models.Rotation.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def previous_versions_due(
+    session: Session, now: datetime, limit: int, idle_policies: tuple[str, ...] = ()
+) -> list[models.KeyVersion]:
+    """Previous versions whose grace is over, plus (for policies with
+    usage-aware retirement) every previous version of their keys: the caller
+    checks idleness. Locked for this transaction."""
+    retirable = models.KeyVersion.grace_ends_at <= now
+    if idle_policies:
+        retirable = or_(retirable, models.Key.policy.in_(idle_policies))
+    stmt = (
+        select(models.KeyVersion)
+        .join(models.Key, models.Key.id == models.KeyVersion.key_id)
+        .where(models.KeyVersion.state == "previous")
+        .where(retirable)
+        .order_by(models.KeyVersion.grace_ends_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=models.KeyVersion)
+    )
+    return list(session.execute(stmt).scalars())

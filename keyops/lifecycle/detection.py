@@ -1,0 +1,203 @@
+"""The detection service: the one door into the engine, live or replayed.
+
+``POST /v1/usage`` (the daemon) and ``keyops replay`` both call
+:meth:`DetectionService.ingest` with parsed events (``keyops.detect.events.
+parse_event``); the service resolves each event's key in the inventory,
+feeds the engine, persists what the engine found and applies the actions.
+Because both paths run this code over the same engine, the same events give
+the same findings.
+
+Thread safety: one lock serialises ``ingest``/``advance``/``flush`` (the
+engine is single-threaded by design, which is also what makes it
+deterministic). Findings are persisted and actions applied *after* the lock
+is released, so a slow database never blocks other intake threads for long.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyops.detect.config import DetectorConfig
+from keyops.detect.engine import Engine, Output
+from keyops.detect.events import UsageEvent
+from keyops.detect.model import ActionRecord, FindingRecord, KeyMeta
+from keyops.inventory import models
+from keyops.lifecycle.findings import FindingService
+from keyops.lifecycle.specs import SpecRegistry
+
+CACHE_MAX = 200_000
+NEGATIVE_TTL = 30.0
+PROFILE_TTL = 60.0
+
+
+@dataclass
+class IngestResult:
+    """What one call produced: findings (persisted unless dry run), actions
+    (applied unless dry run or monitor mode), and rejected events by index."""
+
+    findings: list[FindingRecord] = field(default_factory=list)
+    actions: list[ActionRecord] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    def extend(self, other: IngestResult) -> None:
+        self.findings.extend(other.findings)
+        self.actions.extend(other.actions)
+        self.rejected.extend(other.rejected)
+
+
+class DetectionService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        specs: SpecRegistry,
+        findings: FindingService,
+        *,
+        lateness: float = 5.0,
+        dry_run: bool = False,
+    ) -> None:
+        self._sessions = sessions
+        self._specs = specs
+        self.findings = findings
+        self.dry_run = dry_run
+        self.engine = Engine(lateness=lateness)
+        self._lock = threading.Lock()
+        self._metas: OrderedDict[str, KeyMeta] = OrderedDict()
+        self._unknown: dict[str, float] = {}
+        self._profiles: dict[str, DetectorConfig] = {}
+        self._profiles_at = 0.0
+
+    def replay_session(self, *, dry_run: bool) -> DetectionService:
+        """A fresh engine over the same inventory (``keyops replay``)."""
+        return DetectionService(
+            self._sessions, self._specs, self.findings, lateness=self.engine.lateness, dry_run=dry_run
+        )
+
+    # ------------------------------------------------------------- intake --
+
+    def ingest(self, events: Sequence[UsageEvent]) -> IngestResult:
+        """Feed parsed events (any order within the lateness); returns what
+        was found and done. Unknown keys and late events are rejected by index."""
+        result = IngestResult()
+        metas = self._resolve({e.key_ref for e in events})
+        out = Output()
+        with self._lock:
+            profiles = self._configs()
+            for i, event in enumerate(events):
+                meta = metas.get(event.key_ref)
+                if meta is None:
+                    result.rejected.append((i, "unknown key: no key in the inventory has this id or hash"))
+                    continue
+                cfg = profiles.get(meta.profile)
+                if cfg is None:
+                    result.rejected.append((i, f"the key's profile {meta.profile!r} does not exist"))
+                    continue
+                reason = self.engine.push(event, meta, cfg)
+                if reason is not None:
+                    result.rejected.append((i, reason))
+            self.engine.release(out)
+        self._finish(out, result)
+        return result
+
+    def advance(self, now: float | None = None) -> IngestResult:
+        """Release buffered events by wall clock (the daemon calls this every second)."""
+        out = Output()
+        with self._lock:
+            self.engine.advance(time.time() if now is None else now, out)
+        result = IngestResult()
+        self._finish(out, result)
+        return result
+
+    def flush(self) -> IngestResult:
+        """Release and judge everything buffered (end of a replay, shutdown)."""
+        out = Output()
+        with self._lock:
+            self.engine.flush(out)
+        result = IngestResult()
+        self._finish(out, result)
+        return result
+
+    def _finish(self, out: Output, result: IngestResult) -> None:
+        result.findings.extend(out.findings)
+        result.actions.extend(out.actions)
+        if self.dry_run:
+            return
+        self.findings.record(out.findings)
+        for action in out.actions:
+            self.findings.apply(action)
+
+    # ------------------------------------------------------------ lookups --
+
+    def _configs(self) -> dict[str, DetectorConfig]:
+        now = time.monotonic()
+        if not self._profiles or now - self._profiles_at > PROFILE_TTL:
+            self._profiles = {p.name: DetectorConfig.of(p) for p, _ in self._specs.profiles()}
+            self._profiles_at = now
+        return self._profiles
+
+    def _resolve(self, refs: Iterable[str]) -> dict[str, KeyMeta]:
+        found: dict[str, KeyMeta] = {}
+        missing_ids: list[str] = []
+        missing_hashes: list[str] = []
+        now = time.monotonic()
+        with self._lock:
+            for ref in refs:
+                meta = self._metas.get(ref)
+                if meta is not None:
+                    found[ref] = meta
+                elif now - self._unknown.get(ref, -1e9) > NEGATIVE_TTL:
+                    kind, _, value = ref.partition(":")
+                    (missing_ids if kind == "id" else missing_hashes).append(value)
+        if not missing_ids and not missing_hashes:
+            return found
+        fetched: dict[str, KeyMeta] = {}
+        with self._sessions() as session:
+            for chunk in _chunks(missing_ids):
+                rows = session.execute(
+                    select(models.Key.id, models.Key.name, models.Key.owner, models.Key.profile).where(
+                        models.Key.id.in_(chunk)
+                    )
+                )
+                for key_id, name, owner, profile in rows:
+                    fetched["id:" + key_id] = KeyMeta(key_id, name, owner, profile)
+            for chunk in _chunks(missing_hashes):
+                rows2: Any = session.execute(
+                    select(
+                        models.KeyVersion.secret_hash,
+                        models.Key.id,
+                        models.Key.name,
+                        models.Key.owner,
+                        models.Key.profile,
+                    )
+                    .join(models.Key, models.Key.id == models.KeyVersion.key_id)
+                    .where(models.KeyVersion.secret_hash.in_(chunk))
+                )
+                for secret_hash, key_id, name, owner, profile in rows2:
+                    fetched["hash:" + secret_hash] = KeyMeta(key_id, name, owner, profile)
+        with self._lock:
+            for ref, meta in fetched.items():
+                self._metas[ref] = meta
+                found[ref] = meta
+            while len(self._metas) > CACHE_MAX:
+                self._metas.popitem(last=False)
+            for value in missing_ids:
+                if "id:" + value not in fetched:
+                    self._unknown["id:" + value] = now
+            for value in missing_hashes:
+                if "hash:" + value not in fetched:
+                    self._unknown["hash:" + value] = now
+            if len(self._unknown) > CACHE_MAX:
+                self._unknown.clear()
+        return found
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

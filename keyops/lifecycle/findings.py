@@ -1,0 +1,192 @@
+"""Findings in the inventory, and the actions the detectors' ladder asks for.
+
+Every finding is a ``findings`` row plus a ``finding.created`` outbox event
+(same transaction). Every action first writes a ``detection.action`` audit
+event carrying the evidence, then goes through the lifecycle services like
+an operator's command would: ``KeyService.suspend/revoke`` and
+``RotationEngine.rotate(grace_seconds=0, trigger="detector")``. A profile in
+``monitor`` mode gets the audit event (``applied: false``) and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyops import audit
+from keyops.detect.model import ActionRecord, FindingRecord, iso
+from keyops.errors import InvalidInputError, KeyOpsError, NotFoundError
+from keyops.inventory import models
+from keyops.inventory.types import utcnow
+from keyops.lifecycle.keys import KeyService, find_key
+from keyops.notify import outbox
+
+log = logging.getLogger("keyops.detect")
+ACTOR = "keyops:detector"
+_REASON_MAX = 900
+
+
+class Rotator(Protocol):
+    def rotate(
+        self,
+        name_or_id: str,
+        *,
+        grace_seconds: int | None = None,
+        actor: str,
+        reason: str = "",
+        trigger: str = "manual",
+    ) -> Any: ...
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
+
+
+def finding_document(row: models.Finding, key_name: str | None = None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "key_id": row.key_id,
+        "key_name": key_name,
+        "cluster_id": row.cluster_id,
+        "detector": row.detector,
+        "severity": row.severity,
+        "score": row.score,
+        "summary": row.summary,
+        "action": row.action,
+        "status": row.status,
+        "at": iso(row.observed_at.timestamp()),
+        "created_at": row.created_at.isoformat(),
+        "evidence": row.evidence,
+    }
+
+
+class FindingService:
+    """Persist findings, apply actions, and read findings back."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], keys: KeyService, rotator: Callable[[], Rotator | None]
+    ) -> None:
+        self._sessions = sessions
+        self._keys = keys
+        self._rotator = rotator
+
+    def record(self, findings: Sequence[FindingRecord]) -> None:
+        """Insert findings (one transaction) and announce each one."""
+        if not findings:
+            return
+        with self._sessions.begin() as session:
+            for f in findings:
+                row = models.Finding(
+                    key_id=f.key_id,
+                    cluster_id=f.cluster_id,
+                    detector=f.detector,
+                    severity=f.severity,
+                    score=float(f.score),
+                    summary=_short(f.summary),
+                    evidence=f.evidence,
+                    action=f.action,
+                    status="open",
+                    observed_at=datetime.fromtimestamp(f.at, UTC),
+                    created_at=utcnow(),
+                )
+                session.add(row)
+                session.flush()
+                f.id = row.id
+                outbox.emit(
+                    session,
+                    "finding.created",
+                    f.key_id,
+                    {
+                        "finding_id": row.id,
+                        "key_id": f.key_id,
+                        "key_name": f.key_name,
+                        "cluster_id": f.cluster_id,
+                        "detector": f.detector,
+                        "severity": f.severity,
+                        "summary": _short(f.summary),
+                        "action": f.action,
+                        "at": iso(f.at),
+                    },
+                )
+
+    def apply(self, action: ActionRecord) -> None:
+        """Audit the decision with its evidence, then act (unless monitoring)."""
+        enforce = action.enforcement == "enforce"
+        reason = _short(f"detector: {action.reason}")
+        with self._sessions.begin() as session:
+            try:
+                key = find_key(session, action.key_id)
+            except NotFoundError:
+                action.outcome = "key no longer exists"
+                return
+            audit.append(
+                session,
+                actor=ACTOR,
+                action="detection.action",
+                key_id=key.id,
+                key_name=key.name,
+                reason=reason,
+                details={
+                    "action": action.action,
+                    "severity": action.severity,
+                    "enforcement": action.enforcement,
+                    "applied": enforce and action.action != "notify",
+                    "finding_id": action.finding.id,
+                    "at": iso(action.at),
+                    "evidence": action.finding.evidence,
+                },
+            )
+            if action.action == "rotate" and enforce and self._rotator() is None:
+                audit.append(
+                    session,
+                    actor=ACTOR,
+                    action="key.rotate_requested",
+                    key_id=key.id,
+                    key_name=key.name,
+                    reason=reason,
+                    details={"grace_seconds": 0, "finding_id": action.finding.id},
+                )
+        if not enforce:
+            action.outcome = f"monitor mode: would {action.action}"
+            return
+        try:
+            if action.action == "suspend":
+                self._keys.suspend(action.key_id, actor=ACTOR, reason=reason)
+            elif action.action == "revoke":
+                self._keys.revoke(action.key_id, actor=ACTOR, reason=reason)
+            elif action.action == "rotate":
+                rotator = self._rotator()
+                if rotator is None:
+                    action.outcome = "rotation requested (no rotation engine in this process)"
+                    return
+                rotator.rotate(action.key_id, grace_seconds=0, actor=ACTOR, reason=reason, trigger="detector")
+            action.applied = action.action != "notify"
+            action.outcome = "done" if action.applied else "notified"
+        except KeyOpsError as exc:
+            action.outcome = f"not applied: {exc.message}"
+            log.warning("detector action not applied", extra={"key_id": action.key_id, "error": exc.message})
+
+    # ---------------------------------------------------------------- read --
+
+    def list(self, *, key: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        if limit < 1 or limit > 10000:
+            raise InvalidInputError("limit must be between 1 and 10000")
+        with self._sessions() as session:
+            stmt = select(models.Finding, models.Key.name).outerjoin(models.Key, models.Key.id == models.Finding.key_id)
+            if key is not None:
+                stmt = stmt.where(models.Finding.key_id == find_key(session, key).id)
+            stmt = stmt.order_by(models.Finding.observed_at.desc(), models.Finding.id.desc()).limit(limit)
+            return [finding_document(row, name) for row, name in session.execute(stmt)]
+
+    def show(self, finding_id: str) -> dict[str, Any]:
+        with self._sessions() as session:
+            row = session.get(models.Finding, finding_id)
+            if row is None:
+                raise NotFoundError(f"no finding with id {finding_id!r} (see keyops findings list)")
+            name = session.execute(select(models.Key.name).where(models.Key.id == row.key_id)).scalar_one_or_none()
+            return finding_document(row, name)

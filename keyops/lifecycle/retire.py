@@ -1,0 +1,158 @@
+"""Ending grace periods: previous versions leave every store, then the inventory.
+
+A previous version is retired when its grace has ended, or earlier when its
+key's policy sets ``retire_when_idle`` and the version has had no verified use
+(``KeyVersion.last_used_at``, written by verify) for that long. A version is
+never retired while the rotation that superseded it is unfinished: some store
+may still serve it as current.
+
+Claims: candidates are read with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), the
+store calls run outside any transaction, and the final transaction re-checks
+the version's state under a row lock, so two replicas retiring the same
+version do the (idempotent) store calls twice at worst and record it once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyops import audit
+from keyops.domain.specs import RotationPolicy
+from keyops.domain.states import VersionState
+from keyops.errors import StoreError
+from keyops.inventory import models
+from keyops.inventory.types import utcnow
+from keyops.lifecycle import claims
+from keyops.lifecycle.specs import policy_from_row
+from keyops.stores.registry import StoreRegistry
+
+log = logging.getLogger("keyops.rotation.retire")
+
+
+@dataclass(frozen=True)
+class Retired:
+    key_id: str
+    key_name: str
+    version: int
+    why: str  # "grace ended" | "idle" | "grace 0"
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    version_id: str
+    key_id: str
+    key_name: str
+    number: int
+    destinations: tuple[str, ...]
+    why: str
+
+
+def _policies(session: Session) -> dict[str, RotationPolicy]:
+    return {row.name: policy_from_row(row) for row in session.execute(select(models.RotationPolicy)).scalars()}
+
+
+def _superseded_at(session: Session, version: models.KeyVersion) -> tuple[datetime | None, bool]:
+    """When the version stopped being current, and whether that rotation is done."""
+    rotation = (
+        session.execute(select(models.Rotation).where(models.Rotation.old_version_id == version.id).limit(1))
+        .scalars()
+        .first()
+    )
+    if rotation is None:
+        return None, True
+    started = version.grace_ends_at - timedelta(seconds=rotation.grace_seconds) if version.grace_ends_at else None
+    return started, rotation.status == "finished"
+
+
+class Retirer:
+    def __init__(self, sessions: sessionmaker[Session], stores: StoreRegistry) -> None:
+        self._sessions = sessions
+        self._stores = stores
+
+    def candidates(self, now: datetime, limit: int) -> list[_Candidate]:
+        found: list[_Candidate] = []
+        with self._sessions.begin() as session:
+            policies = _policies(session)
+            idle = tuple(name for name, p in policies.items() if p.retire_when_idle)
+            for version in claims.previous_versions_due(session, now, limit, idle):
+                key = session.get(models.Key, version.key_id)
+                assert key is not None
+                superseded, finished = _superseded_at(session, version)
+                if not finished:
+                    continue
+                why = ""
+                if version.grace_ends_at is None or version.grace_ends_at <= now:
+                    why = "grace ended"
+                else:
+                    policy = policies.get(key.policy)
+                    idle_for = policy.retire_when_idle if policy else None
+                    since = (
+                        max(d for d in (version.last_used_at, superseded, version.activated_at) if d)
+                        if (version.last_used_at or superseded or version.activated_at)
+                        else None
+                    )
+                    if idle_for and since is not None and (now - since).total_seconds() >= idle_for:
+                        why = "idle"
+                if why:
+                    found.append(
+                        _Candidate(
+                            version.id, key.id, key.name, version.number, tuple(d.uri for d in key.destinations), why
+                        )
+                    )
+        return found
+
+    def retire_ended_grace(self, now: datetime | None = None, *, worker_id: str, limit: int = 500) -> list[Retired]:
+        now = now or utcnow()
+        return [self.retire_one(c, actor=f"keyops:{worker_id}") for c in self.candidates(now, limit)]
+
+    def retire_version(self, version_id: str, *, actor: str, why: str) -> Retired | None:
+        with self._sessions() as session:
+            version = session.get(models.KeyVersion, version_id)
+            if version is None or version.state != VersionState.PREVIOUS.value:
+                return None
+            key = session.get(models.Key, version.key_id)
+            assert key is not None
+            candidate = _Candidate(
+                version.id, key.id, key.name, version.number, tuple(d.uri for d in key.destinations), why
+            )
+        return self.retire_one(candidate, actor=actor)
+
+    def retire_one(self, c: _Candidate, *, actor: str) -> Retired:
+        for uri in c.destinations:
+            try:
+                dest, store = self._stores.resolve(uri)
+                store.retire(dest, c.version_id)
+            except StoreError as exc:
+                log.warning(
+                    "could not retire a previous version from a store; will retry",
+                    extra={"key": c.key_name, "version": c.number, "destination": uri, "error": exc.message},
+                )
+                return Retired(c.key_id, c.key_name, c.number, c.why, error=f"{uri}: {exc.message}")
+        with self._sessions.begin() as session:
+            version = session.execute(
+                select(models.KeyVersion).where(models.KeyVersion.id == c.version_id).with_for_update()
+            ).scalar_one_or_none()
+            if version is None or version.state != VersionState.PREVIOUS.value:
+                return Retired(c.key_id, c.key_name, c.number, c.why)
+            version.state = VersionState.RETIRED.value
+            version.retired_at = utcnow()
+            audit.append(
+                session,
+                actor=actor,
+                action="key.version_retired",
+                key_id=c.key_id,
+                key_name=c.key_name,
+                reason=c.why,
+                details={"version": c.number, "destinations": list(c.destinations)},
+            )
+        return Retired(c.key_id, c.key_name, c.number, c.why)

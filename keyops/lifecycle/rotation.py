@@ -1,0 +1,350 @@
+"""The rotation engine: ``app.rotations``.
+
+Public API (the CLI, the scheduler, detectors and the alert receiver call it):
+
+* ``rotate(name_or_id, *, grace_seconds=None, actor, reason="", trigger="manual")``
+  rotates one key now and returns a ``RotationResult``. ``grace_seconds=0``
+  ends the old version at once (a leaked key). If the key has a failed or
+  abandoned rotation, that one is taken over and finished instead of starting
+  a second; if another worker is rotating it right now, ``ConflictError``.
+* ``rotate_due(now=None, *, worker_id=None, limit=100, progress=None)``:
+  claims keys whose schedule says they are due and rotates them,
+  ``rotation.concurrency`` at a time. Safe to call from many replicas at once.
+* ``resume(worker_id=None, only_expired_leases=True, include_failed=False)``:
+  takes over unfinished rotations (a crashed worker's, or failed ones) and
+  finishes them.
+* ``retire_ended_grace(now=None, worker_id=None)``: retires previous
+  versions whose grace ended (or that have been idle long enough).
+* ``reconcile(repair=False, actor=...)``: inventory vs stores.
+* ``list(...)``, ``show(id)``.
+
+Exactly-once: a rotation is only ever created while the key's row is locked
+and after checking the key has no unfinished rotation; it is then driven only
+by the worker holding its lease (``lease_owner``/``lease_expires_at``), which
+every step re-checks and extends. See ``claims`` and ``rotation_steps``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyops import audit
+from keyops.config import RotationSettings
+from keyops.domain.durations import parse_duration
+from keyops.domain.ids import uuid7
+from keyops.domain.states import KeyState, can_rotate
+from keyops.errors import ConflictError, InvalidInputError, InvalidStateError, NotFoundError
+from keyops.inventory import models
+from keyops.inventory.types import utcnow
+from keyops.lifecycle import claims
+from keyops.lifecycle.keys import find_key
+from keyops.lifecycle.reconcile import Reconciler, ReconcileReport
+from keyops.lifecycle.retire import Retired, Retirer
+from keyops.lifecycle.rotation_result import RotationResult, result_of
+from keyops.lifecycle.rotation_steps import Checkpoint, RotationRunner
+from keyops.lifecycle.specs import get_policy
+from keyops.stores.registry import StoreRegistry
+
+log = logging.getLogger("keyops.rotation")
+MAX_GRACE_SECONDS = 365 * 86400
+TRIGGERS = ("manual", "schedule", "detector", "alert", "api")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid7()[-6:]}"
+
+
+class RotationEngine:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        stores: StoreRegistry,
+        settings: RotationSettings,
+        *,
+        key_prefix: str,
+        worker_id: str | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._stores = stores
+        self.concurrency = settings.concurrency
+        self.worker_id = worker_id or default_worker_id()
+        self._lease = timedelta(seconds=parse_duration(settings.lease))
+        self._default_grace = parse_duration(settings.default_grace)
+        self.runner = RotationRunner(
+            sessions,
+            stores,
+            key_prefix=key_prefix,
+            max_attempts=settings.max_attempts,
+            backoff_initial=parse_duration(settings.backoff_initial),
+            backoff_max=parse_duration(settings.backoff_max),
+            lease_seconds=int(self._lease.total_seconds()),
+        )
+        self.retirer = Retirer(sessions, stores)
+        self.reconciler = Reconciler(sessions, stores)
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """Called as ``checkpoint(rotation_id, label)`` after each persisted
+        step (labels: material_created, pending:<uri>, pending, tested,
+        activated, promoted:<uri>, promoted, finished). For tests and metrics."""
+        return self.runner.checkpoint
+
+    @checkpoint.setter
+    def checkpoint(self, value: Checkpoint | None) -> None:
+        self.runner.checkpoint = value
+
+    # -- starting ------------------------------------------------------------
+
+    def rotate(
+        self,
+        name_or_id: str,
+        *,
+        grace_seconds: int | None = None,
+        actor: str,
+        reason: str = "",
+        trigger: str = "manual",
+        worker_id: str | None = None,
+    ) -> RotationResult:
+        """Rotate one key now; returns when it finished, failed or was rolled back."""
+        if grace_seconds is not None and not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+            raise InvalidInputError(f"grace must be between 0 and {MAX_GRACE_SECONDS} seconds, got {grace_seconds}")
+        if trigger not in TRIGGERS:
+            raise InvalidInputError(f"unknown rotation trigger {trigger!r}: use one of {', '.join(TRIGGERS)}")
+        if len(reason) > 1000:
+            raise InvalidInputError("reason is too long (at most 1000 characters)")
+        worker = worker_id or self.worker_id
+        with self._sessions.begin() as session:
+            key = find_key(session, name_or_id, for_update=True)
+            if not can_rotate(key.state):
+                raise InvalidStateError(f"cannot rotate {key.name}: it is {key.state}")
+            if key.issuer != "native":
+                raise InvalidStateError(f"cannot rotate {key.name} here: its material is minted by {key.issuer}")
+            grace = grace_seconds if grace_seconds is not None else self._policy_grace(session, key.policy)
+            existing = claims.unfinished_rotation(session, key.id)
+            now = utcnow()
+            if existing is not None:
+                live = existing.status == "running" and existing.lease_expires_at and existing.lease_expires_at > now
+                if live:
+                    raise ConflictError(
+                        f"{key.name} is already being rotated (rotation {existing.id}); "
+                        f"see keyops rotations show {existing.id}"
+                    )
+                rotation = existing
+                if grace_seconds is not None and existing.step not in ("activated", "promoted"):
+                    rotation.grace_seconds = min(rotation.grace_seconds, grace)
+                self._take(session, rotation, worker, now, actor=actor, reason=reason or "taken over by a new rotate")
+            else:
+                rotation = self._start(
+                    session, key, worker, now, grace=grace, actor=actor, reason=reason, trigger=trigger
+                )
+            rotation_id = rotation.id
+        return self._drive(rotation_id, worker)
+
+    def _policy_grace(self, session: Session, policy_name: str) -> int:
+        try:
+            return get_policy(session, policy_name).grace
+        except NotFoundError:
+            return self._default_grace
+
+    def _start(
+        self,
+        session: Session,
+        key: models.Key,
+        worker: str,
+        now: datetime,
+        *,
+        grace: int,
+        actor: str,
+        reason: str,
+        trigger: str,
+    ) -> models.Rotation:
+        rotation = models.Rotation(
+            key_id=key.id,
+            step="planned",
+            status="running",
+            trigger=trigger,
+            reason=reason,
+            actor=actor,
+            grace_seconds=grace,
+            lease_owner=worker,
+            lease_expires_at=now + self._lease,
+            steps=[{"step": "planned", "at": now.isoformat(timespec="milliseconds"), "worker": worker}],
+        )
+        session.add(rotation)
+        session.flush()
+        audit.append(
+            session,
+            actor=actor,
+            action="rotation.started",
+            key_id=key.id,
+            key_name=key.name,
+            reason=reason,
+            details={"rotation_id": rotation.id, "trigger": trigger, "grace_seconds": grace},
+        )
+        return rotation
+
+    def _take(
+        self, session: Session, rotation: models.Rotation, worker: str, now: datetime, *, actor: str, reason: str
+    ) -> None:
+        was = rotation.status
+        rotation.status = "running"
+        rotation.lease_owner = worker
+        rotation.lease_expires_at = now + self._lease
+        rotation.attempts = 0
+        rotation.steps = [
+            *(rotation.steps or []),
+            {"step": "resumed", "at": now.isoformat(timespec="milliseconds"), "worker": worker, "was": was},
+        ]
+        key = session.get(models.Key, rotation.key_id)
+        audit.append(
+            session,
+            actor=actor,
+            action="rotation.resumed",
+            key_id=rotation.key_id,
+            key_name=key.name if key else None,
+            reason=reason,
+            details={"rotation_id": rotation.id, "step": rotation.step, "was": was},
+        )
+
+    def _drive(self, rotation_id: str, worker: str) -> RotationResult:
+        result = self.runner.drive(rotation_id, worker)
+        if result.ok and result.grace_seconds == 0:
+            # Grace 0 means "the old material is compromised": every version
+            # still in grace goes, not only the one this rotation replaced.
+            with self._sessions() as session:
+                old_ids = list(
+                    session.execute(
+                        select(models.KeyVersion.id)
+                        .where(models.KeyVersion.key_id == result.key_id)
+                        .where(models.KeyVersion.state == "previous")
+                    ).scalars()
+                )
+            for old_id in old_ids:
+                self.retirer.retire_version(old_id, actor=result.actor or "keyops", why="grace 0")
+        return result
+
+    def _drive_many(
+        self, rotation_ids: list[str], worker: str, progress: Callable[[RotationResult], None] | None
+    ) -> list[RotationResult]:
+        if not rotation_ids:
+            return []
+        results: list[RotationResult] = []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(rotation_ids))) as pool:
+            for result in pool.map(lambda rid: self._drive(rid, worker), rotation_ids):
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+        return results
+
+    # -- the scheduler's calls -----------------------------------------------
+
+    def count_due(self, now: datetime | None = None) -> int:
+        now = now or utcnow()
+        with self._sessions() as session:
+            stmt = (
+                select(func.count())
+                .select_from(models.Key)
+                .where(models.Key.state == KeyState.ACTIVE.value)
+                .where(models.Key.next_rotation_at <= now)
+            )
+            return int(session.execute(stmt).scalar_one())
+
+    def claim_due(self, now: datetime | None = None, *, worker_id: str | None = None, limit: int = 100) -> list[str]:
+        """Create (and lease) rotations for due keys; returns their ids."""
+        now = now or utcnow()
+        worker = worker_id or self.worker_id
+        ids: list[str] = []
+        with self._sessions.begin() as session:
+            graces: dict[str, int] = {}
+            for key in claims.due_keys(session, now, limit):
+                if key.issuer != "native" or claims.unfinished_rotation(session, key.id) is not None:
+                    continue
+                if not key.destinations:
+                    # Nobody would receive the new key: a scheduled rotation
+                    # would only lock its consumers out when the grace ends.
+                    log.warning("due key has no destinations; not rotating it", extra={"key": key.name})
+                    continue
+                if key.policy not in graces:
+                    graces[key.policy] = self._policy_grace(session, key.policy)
+                key.next_rotation_at = None  # claimed: nobody else sees it as due
+                rotation = self._start(
+                    session,
+                    key,
+                    worker,
+                    now,
+                    grace=graces[key.policy],
+                    actor="keyops:scheduler",
+                    reason="scheduled rotation",
+                    trigger="schedule",
+                )
+                ids.append(rotation.id)
+        return ids
+
+    def rotate_due(
+        self,
+        now: datetime | None = None,
+        *,
+        worker_id: str | None = None,
+        limit: int = 100,
+        progress: Callable[[RotationResult], None] | None = None,
+    ) -> list[RotationResult]:
+        """Rotate up to ``limit`` due keys; each due rotation runs exactly once
+        across every replica calling this at the same time."""
+        worker = worker_id or self.worker_id
+        return self._drive_many(self.claim_due(now, worker_id=worker, limit=limit), worker, progress)
+
+    def resume(
+        self,
+        worker_id: str | None = None,
+        only_expired_leases: bool = True,
+        include_failed: bool = False,
+        limit: int = 100,
+        progress: Callable[[RotationResult], None] | None = None,
+    ) -> list[RotationResult]:
+        """Finish unfinished rotations. ``only_expired_leases=False`` also
+        takes over rotations whose worker's lease is still live (use only when
+        that worker is known to be dead)."""
+        worker = worker_id or self.worker_id
+        now = utcnow()
+        with self._sessions.begin() as session:
+            taken = claims.resumable(
+                session, now, only_expired_leases=only_expired_leases, include_failed=include_failed, limit=limit
+            )
+            for rotation in taken:
+                self._take(session, rotation, worker, now, actor=f"keyops:{worker}", reason="resume")
+            ids = [r.id for r in taken]
+        return self._drive_many(ids, worker, progress)
+
+    def retire_ended_grace(self, now: datetime | None = None, worker_id: str | None = None) -> list[Retired]:
+        return self.retirer.retire_ended_grace(now, worker_id=worker_id or self.worker_id)
+
+    def reconcile(self, repair: bool = False, *, actor: str = "keyops:reconcile") -> ReconcileReport:
+        return self.reconciler.run(repair=repair, actor=actor)
+
+    # -- reading -------------------------------------------------------------
+
+    def show(self, rotation_id: str) -> RotationResult:
+        with self._sessions() as session:
+            rotation = session.get(models.Rotation, rotation_id)
+            if rotation is None:
+                raise NotFoundError(f"no rotation {rotation_id!r} (see keyops rotations list)")
+            return result_of(session, rotation)
+
+    def list(self, *, status: str | None = None, key: str | None = None, limit: int = 100) -> list[RotationResult]:
+        if status is not None and status not in ("running", "finished", "failed", "rolled_back"):
+            raise InvalidInputError(f"unknown rotation status {status!r}: use running, finished, failed or rolled_back")
+        stmt = select(models.Rotation).order_by(models.Rotation.created_at.desc()).limit(limit)
+        with self._sessions() as session:
+            if status:
+                stmt = stmt.where(models.Rotation.status == status)
+            if key:
+                stmt = stmt.where(models.Rotation.key_id == find_key(session, key).id)
+            return [result_of(session, r) for r in session.execute(stmt).scalars()]

@@ -1,0 +1,507 @@
+"""Driving one rotation through its persisted steps.
+
+planned -> material_created -> pending -> tested -> activated -> promoted -> finished
+
+* material_created: the new version's hash is in the inventory (state
+  ``pending``) *before* any store sees the material, so no destination ever
+  holds material the inventory does not know (invariant 3).
+* pending: each destination gets the pending version; each success is
+  recorded (``steps``) before the next destination is tried.
+* tested: every destination's pending copy is read back and its hash checked.
+* activated: one transaction makes the new version current and the old one
+  previous (valid until its grace ends): from here verify accepts both, so
+  consumers reading any destination at any moment get a valid key
+  (invariant 2).
+* promoted: each destination makes the new version current.
+* finished: done; with grace 0 the old version is retired at once.
+
+Every step is idempotent, and each is committed before the next begins, so a
+process killed anywhere is resumed by the next worker that claims the
+rotation. The plaintext exists only in this process's memory and in the
+stores: on resume it is read back from a destination that holds the pending
+version (checked against the inventory's hash), or, if no store got it yet,
+fresh material replaces it.
+
+Failures of a store are retried with exponential backoff and jitter up to
+``rotation.max_attempts`` per step; then the rotation is marked failed,
+loudly (error log, ``rotation.failed`` audit event, a high-severity finding)
+and the current key stays as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyops import audit
+from keyops.domain import keyformat
+from keyops.domain.schedule import next_rotation_at
+from keyops.domain.states import KeyState, VersionState
+from keyops.errors import KeyOpsError, StoreConflictError, StoreError
+from keyops.inventory import models
+from keyops.inventory.types import utcnow
+from keyops.lifecycle import backoff
+from keyops.lifecycle.rotation_result import RotationResult, result_of
+from keyops.lifecycle.specs import get_policy
+from keyops.stores.base import SecretContext
+from keyops.stores.registry import StoreRegistry
+
+log = logging.getLogger("keyops.rotation")
+T = TypeVar("T")
+
+STEPS = ("planned", "material_created", "pending", "tested", "activated", "promoted", "finished")
+Checkpoint = Callable[[str, str], None]
+
+
+class LeaseLost(Exception):
+    """Another worker took this rotation over (our lease expired): stop."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a step needs to know, read in one short transaction."""
+
+    rotation_id: str
+    step: str
+    status: str
+    key_id: str
+    key_name: str
+    key_state: str
+    destinations: tuple[str, ...]
+    new_version_id: str | None
+    new_version_number: int | None
+    new_secret_hash: str | None
+    grace_seconds: int
+    done: frozenset[str]
+
+    def ctx(self) -> SecretContext:
+        return SecretContext(
+            key_id=self.key_id,
+            key_name=self.key_name,
+            version_number=self.new_version_number or 0,
+            rotation_id=self.rotation_id,
+        )
+
+
+class RotationRunner:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        stores: StoreRegistry,
+        *,
+        key_prefix: str,
+        max_attempts: int,
+        backoff_initial: float,
+        backoff_max: float,
+        lease_seconds: int,
+        checkpoint: Checkpoint | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._sessions = sessions
+        self._stores = stores
+        self._prefix = key_prefix
+        self._max_attempts = max_attempts
+        self._initial = backoff_initial
+        self._max = backoff_max
+        self._lease = timedelta(seconds=lease_seconds)
+        self.checkpoint = checkpoint
+        self._sleep = sleep
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _mark(self, rotation_id: str, label: str) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint(rotation_id, label)
+
+    @contextlib.contextmanager
+    def _owned(self, rotation_id: str, worker_id: str) -> Iterator[tuple[Session, models.Rotation]]:
+        """A transaction on the rotation row that proves we still own it and
+        extends our lease."""
+        with self._sessions.begin() as session:
+            rotation = session.execute(
+                select(models.Rotation).where(models.Rotation.id == rotation_id).with_for_update()
+            ).scalar_one()
+            if rotation.lease_owner != worker_id or rotation.status != "running":
+                raise LeaseLost(rotation_id)
+            rotation.lease_expires_at = utcnow() + self._lease
+            yield session, rotation
+
+    @staticmethod
+    def _record(rotation: models.Rotation, step: str, destination: str | None = None, **extra: Any) -> None:
+        entry: dict[str, Any] = {"step": step, "at": utcnow().isoformat(timespec="milliseconds")}
+        if destination is not None:
+            entry["destination"] = destination
+        entry.update(extra)
+        rotation.steps = [*(rotation.steps or []), entry]
+
+    def snapshot(self, rotation_id: str) -> Snapshot:
+        with self._sessions() as session:
+            rotation = session.get(models.Rotation, rotation_id)
+            assert rotation is not None
+            key = session.get(models.Key, rotation.key_id)
+            assert key is not None
+            version = session.get(models.KeyVersion, rotation.new_version_id) if rotation.new_version_id else None
+            done = frozenset(f"{e['step']}:{e['destination']}" for e in (rotation.steps or []) if e.get("destination"))
+            return Snapshot(
+                rotation_id=rotation.id,
+                step=rotation.step,
+                status=rotation.status,
+                key_id=key.id,
+                key_name=key.name,
+                key_state=key.state,
+                destinations=tuple(d.uri for d in key.destinations),
+                new_version_id=version.id if version else None,
+                new_version_number=version.number if version else None,
+                new_secret_hash=version.secret_hash if version else None,
+                grace_seconds=rotation.grace_seconds,
+                done=done,
+            )
+
+    def _retry(self, rotation_id: str, worker_id: str, what: str, fn: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn()
+            except StoreError as exc:
+                if not exc.retryable or attempt >= self._max_attempts:
+                    raise
+                wait = backoff.delay(attempt, initial=self._initial, maximum=self._max)
+                log.warning(
+                    "store step failed, retrying",
+                    extra={
+                        "rotation_id": rotation_id,
+                        "step": what,
+                        "attempt": attempt,
+                        "error": exc.message,
+                        "retry_in": round(wait, 2),
+                    },
+                )
+                with self._owned(rotation_id, worker_id) as (_, rotation):
+                    rotation.attempts = (rotation.attempts or 0) + 1
+                    rotation.last_error = f"{what}: {exc.message}"
+                self._sleep(wait)
+
+    # -- the steps -----------------------------------------------------------
+
+    def drive(self, rotation_id: str, worker_id: str, material: str | None = None) -> RotationResult:
+        """Run the rotation from wherever it stands to the end (or to failure)."""
+        try:
+            material = self._drive(rotation_id, worker_id, material)
+        except LeaseLost:
+            log.warning("lost the lease on a rotation; another worker continues it", extra={"rotation_id": rotation_id})
+        except KeyOpsError as exc:
+            self.fail(rotation_id, worker_id, exc.message)
+        result = self.result(rotation_id)
+        if result.ok and material is not None and not self.snapshot(rotation_id).destinations:
+            # No store receives this key: the caller must hand it over (once).
+            result = result.with_plaintext(material)
+        return result
+
+    def result(self, rotation_id: str) -> RotationResult:
+        with self._sessions() as session:
+            rotation = session.get(models.Rotation, rotation_id)
+            assert rotation is not None
+            return result_of(session, rotation)
+
+    def _drive(self, rotation_id: str, worker_id: str, material: str | None) -> str | None:
+        snap = self.snapshot(rotation_id)
+        if snap.step in ("planned", "material_created", "pending", "tested") and snap.key_state in (
+            KeyState.REVOKED.value,
+            KeyState.EXPIRED.value,
+        ):
+            self.roll_back(rotation_id, worker_id, f"the key is {snap.key_state}")
+            return None
+        if snap.step == "planned":
+            material = self._create_material(rotation_id, worker_id, snap)
+            snap = self.snapshot(rotation_id)
+        if snap.step in ("material_created", "pending", "tested") and material is None:
+            material = self._recover_material(rotation_id, worker_id, snap)
+            snap = self.snapshot(rotation_id)
+        if snap.step == "material_created":
+            assert material is not None
+            self._put_pending(rotation_id, worker_id, snap, material)
+            snap = self.snapshot(rotation_id)
+        if snap.step == "pending":
+            self._test(rotation_id, worker_id, snap)
+            snap = self.snapshot(rotation_id)
+        if snap.step == "tested":
+            self._activate(rotation_id, worker_id)
+            snap = self.snapshot(rotation_id)
+        if snap.step == "activated":
+            self._promote(rotation_id, worker_id, snap)
+            snap = self.snapshot(rotation_id)
+        if snap.step == "promoted":
+            self._finish(rotation_id, worker_id)
+        return material
+
+    def _create_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> str:
+        fresh = keyformat.generate(self._prefix)
+        with self._owned(rotation_id, worker_id) as (session, rotation):
+            numbers = session.execute(
+                select(models.KeyVersion.number).where(models.KeyVersion.key_id == snap.key_id)
+            ).scalars()
+            version = models.KeyVersion(
+                key_id=snap.key_id,
+                number=max(numbers, default=0) + 1,
+                state=VersionState.PENDING.value,
+                secret_hash=fresh.secret_hash,
+                display_prefix=fresh.display_prefix,
+                rotation_id=rotation_id,
+            )
+            session.add(version)
+            session.flush()
+            rotation.new_version_id = version.id
+            rotation.step = "material_created"
+            self._record(rotation, "material_created", version=version.number, display_prefix=fresh.display_prefix)
+        self._mark(rotation_id, "material_created")
+        return fresh.plaintext
+
+    def _recover_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> str:
+        """Read the pending plaintext back from a store that holds it; if none
+        does (the crash came before the first delivery), replace it."""
+        assert snap.new_version_id is not None
+        holders = 0
+        for uri in snap.destinations:
+            dest, store = self._stores.resolve(uri)
+            stored = self._retry(
+                rotation_id,
+                worker_id,
+                f"read back {uri}",
+                partial(store.read_version, dest, snap.new_version_id or ""),
+            )
+            if stored is None:
+                continue
+            holders += 1
+            if keyformat.hash_key(stored.material) == snap.new_secret_hash:
+                return str(stored.material)
+        if holders:
+            raise StoreConflictError(
+                f"rotation {rotation_id}: the stores hold version {snap.new_version_number} with material whose "
+                f"hash the inventory does not know; run keyops reconcile"
+            )
+        fresh = keyformat.generate(self._prefix)
+        with self._owned(rotation_id, worker_id) as (session, rotation):
+            version = session.get(models.KeyVersion, snap.new_version_id)
+            assert version is not None
+            version.secret_hash = fresh.secret_hash
+            version.display_prefix = fresh.display_prefix
+            rotation.step = "material_created"
+            rotation.steps = [e for e in (rotation.steps or []) if e.get("step") != "pending"]
+            self._record(rotation, "material_recreated", display_prefix=fresh.display_prefix)
+        return fresh.plaintext
+
+    def _put_pending(self, rotation_id: str, worker_id: str, snap: Snapshot, material: str) -> None:
+        assert snap.new_version_id is not None
+        for uri in snap.destinations:
+            if f"pending:{uri}" in snap.done:
+                continue
+            dest, store = self._stores.resolve(uri)
+            self._retry(
+                rotation_id,
+                worker_id,
+                f"put pending in {uri}",
+                partial(store.put_pending, dest, snap.new_version_id or "", material, snap.ctx()),
+            )
+            with self._owned(rotation_id, worker_id) as (_, rotation):
+                self._record(rotation, "pending", uri)
+            self._mark(rotation_id, f"pending:{uri}")
+        with self._owned(rotation_id, worker_id) as (_, rotation):
+            rotation.step = "pending"
+            self._record(rotation, "pending_everywhere")
+        self._mark(rotation_id, "pending")
+
+    def _test(self, rotation_id: str, worker_id: str, snap: Snapshot) -> None:
+        for uri in snap.destinations:
+            dest, store = self._stores.resolve(uri)
+            stored = self._retry(
+                rotation_id,
+                worker_id,
+                f"test {uri}",
+                partial(store.read_version, dest, snap.new_version_id or ""),
+            )
+            if stored is None or keyformat.hash_key(stored.material) != snap.new_secret_hash:
+                raise StoreConflictError(
+                    f"{uri} does not hold the pending version {snap.new_version_number} keyops wrote; "
+                    f"something changed it: run keyops reconcile"
+                )
+        with self._owned(rotation_id, worker_id) as (_, rotation):
+            rotation.step = "tested"
+            self._record(rotation, "tested")
+        self._mark(rotation_id, "tested")
+
+    def _activate(self, rotation_id: str, worker_id: str) -> None:
+        with self._owned(rotation_id, worker_id) as (session, rotation):
+            key = session.execute(
+                select(models.Key).where(models.Key.id == rotation.key_id).with_for_update()
+            ).scalar_one()
+            versions = list(
+                session.execute(select(models.KeyVersion).where(models.KeyVersion.key_id == key.id)).scalars()
+            )
+            new = next(v for v in versions if v.id == rotation.new_version_id)
+            now = utcnow()
+            old_numbers = []
+            for version in versions:
+                if version.state == VersionState.CURRENT.value and version.id != new.id:
+                    version.state = VersionState.PREVIOUS.value
+                    version.grace_ends_at = now + timedelta(seconds=rotation.grace_seconds)
+                    rotation.old_version_id = version.id
+                    old_numbers.append(version.number)
+            if new.state == VersionState.PENDING.value:
+                new.state = VersionState.CURRENT.value
+                new.activated_at = now
+            key.last_rotated_at = now
+            key.updated_at = now
+            policy = get_policy(session, key.policy)
+            key.next_rotation_at = (
+                next_rotation_at(policy, from_time=now, key_id=key.id, rotation_count=len(versions) - 1)
+                if key.state == KeyState.ACTIVE.value
+                else None
+            )
+            rotation.step = "activated"
+            self._record(rotation, "activated", version=new.number)
+            audit.append(
+                session,
+                actor=rotation.actor or "keyops",
+                action="key.rotated",
+                key_id=key.id,
+                key_name=key.name,
+                reason=rotation.reason,
+                details={
+                    "rotation_id": rotation.id,
+                    "trigger": rotation.trigger,
+                    "version": new.number,
+                    "display_prefix": new.display_prefix,
+                    "previous_versions": old_numbers,
+                    "grace_seconds": rotation.grace_seconds,
+                },
+            )
+        self._mark(rotation_id, "activated")
+
+    def _promote(self, rotation_id: str, worker_id: str, snap: Snapshot) -> None:
+        for uri in snap.destinations:
+            if f"promoted:{uri}" in snap.done:
+                continue
+            dest, store = self._stores.resolve(uri)
+            self._retry(
+                rotation_id,
+                worker_id,
+                f"promote in {uri}",
+                partial(store.promote, dest, snap.new_version_id or "", snap.ctx()),
+            )
+            with self._owned(rotation_id, worker_id) as (_, rotation):
+                self._record(rotation, "promoted", uri)
+            self._mark(rotation_id, f"promoted:{uri}")
+        with self._owned(rotation_id, worker_id) as (_, rotation):
+            rotation.step = "promoted"
+            self._record(rotation, "promoted_everywhere")
+        self._mark(rotation_id, "promoted")
+
+    def _finish(self, rotation_id: str, worker_id: str) -> None:
+        with self._owned(rotation_id, worker_id) as (session, rotation):
+            now = utcnow()
+            rotation.step = "finished"
+            rotation.status = "finished"
+            rotation.finished_at = now
+            rotation.lease_owner = None
+            rotation.lease_expires_at = None
+            rotation.last_error = ""
+            self._record(rotation, "finished")
+            key = session.get(models.Key, rotation.key_id)
+            assert key is not None
+            audit.append(
+                session,
+                actor=rotation.actor or "keyops",
+                action="rotation.finished",
+                key_id=key.id,
+                key_name=key.name,
+                reason=rotation.reason,
+                details={"rotation_id": rotation.id, "trigger": rotation.trigger},
+            )
+        self._mark(rotation_id, "finished")
+
+    # -- the unhappy endings -------------------------------------------------
+
+    def fail(self, rotation_id: str, worker_id: str, message: str) -> None:
+        """Mark the rotation failed, loudly. The current version is untouched
+        (or, after activation, both versions stay valid until resumed)."""
+        try:
+            with self._owned(rotation_id, worker_id) as (session, rotation):
+                rotation.status = "failed"
+                rotation.last_error = message
+                rotation.lease_owner = None
+                rotation.lease_expires_at = None
+                self._record(rotation, "failed", error=message)
+                key = session.get(models.Key, rotation.key_id)
+                assert key is not None
+                audit.append(
+                    session,
+                    actor=rotation.actor or "keyops",
+                    action="rotation.failed",
+                    key_id=key.id,
+                    key_name=key.name,
+                    reason=rotation.reason,
+                    details={"rotation_id": rotation.id, "step": rotation.step, "error": message},
+                )
+                session.add(
+                    models.Finding(
+                        key_id=key.id,
+                        detector="rotation",
+                        severity="high",
+                        score=1.0,
+                        summary=f"rotation of {key.name} failed at step {rotation.step}: {message}",
+                        evidence={"rotation_id": rotation.id, "step": rotation.step, "error": message},
+                        action="none",
+                    )
+                )
+        except LeaseLost:
+            return
+        log.error(
+            "rotation failed; run keyops rotations resume once the cause is fixed",
+            extra={"rotation_id": rotation_id, "error": message},
+        )
+
+    def roll_back(self, rotation_id: str, worker_id: str, why: str) -> None:
+        """Undo a rotation that was not activated: its pending version leaves
+        every store and is retired in the inventory."""
+        snap = self.snapshot(rotation_id)
+        if snap.new_version_id is not None:
+            for uri in snap.destinations:
+                dest, store = self._stores.resolve(uri)
+                self._retry(
+                    rotation_id,
+                    worker_id,
+                    f"remove pending from {uri}",
+                    partial(store.retire, dest, snap.new_version_id or ""),
+                )
+        with self._owned(rotation_id, worker_id) as (session, rotation):
+            if rotation.new_version_id:
+                version = session.get(models.KeyVersion, rotation.new_version_id)
+                if version is not None and version.state == VersionState.PENDING.value:
+                    version.state = VersionState.RETIRED.value
+                    version.retired_at = utcnow()
+            rotation.status = "rolled_back"
+            rotation.finished_at = utcnow()
+            rotation.lease_owner = None
+            rotation.lease_expires_at = None
+            self._record(rotation, "rolled_back", reason=why)
+            key = session.get(models.Key, rotation.key_id)
+            assert key is not None
+            audit.append(
+                session,
+                actor=rotation.actor or "keyops",
+                action="rotation.rolled_back",
+                key_id=key.id,
+                key_name=key.name,
+                reason=why,
+                details={"rotation_id": rotation.id},
+            )

@@ -1,0 +1,83 @@
+"""The outbox: events written in the same transaction as the change they announce.
+
+``emit(session, type, key_id, payload)`` adds one ``OutboxEvent`` and one
+``OutboxDelivery`` per sink subscribed to that type, inside the caller's
+transaction: if the change rolls back, so does its announcement, and if it
+commits, the announcement cannot be lost. The dispatcher delivers later.
+
+Which sinks exist is decided once, at the composition root, by
+:func:`install_routes`, which stores the routing table in the session
+factory's ``info``; every session then carries it, so callers deep in the
+lifecycle need no extra collaborator and there is no global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyops.inventory.models import OutboxDelivery, OutboxEvent
+from keyops.inventory.types import utcnow
+
+ROUTES_INFO_KEY = "keyops.notify.routes"
+
+#: Event types keyops emits (sinks may subscribe to any subset).
+EVENT_TYPES = (
+    "key.rotated",
+    "key.revoked",
+    "key.suspended",
+    "key.resumed",
+    "key.expired",
+    "rotation.failed",
+    "finding.created",
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A sink and the event types it wants (empty = every type)."""
+
+    sink: str
+    events: frozenset[str] = frozenset()
+
+    def wants(self, event_type: str) -> bool:
+        return not self.events or event_type in self.events
+
+
+def install_routes(sessions: sessionmaker[Session], routes: Sequence[Route]) -> None:
+    """Make every session from ``sessions`` carry the routing table."""
+    info = dict(sessions.kw.get("info") or {})
+    info[ROUTES_INFO_KEY] = tuple(routes)
+    sessions.configure(info=info)
+
+
+def routes_of(session: Session) -> tuple[Route, ...]:
+    routes = session.info.get(ROUTES_INFO_KEY, ())
+    return tuple(routes)
+
+
+def emit(
+    session: Session,
+    type: str,
+    key_id: str | None,
+    payload: Mapping[str, Any],
+    *,
+    routes: Sequence[Route] | None = None,
+) -> OutboxEvent:
+    """Record one event and its deliveries in the caller's transaction.
+
+    ``payload`` must be JSON-serialisable and must never hold key material
+    (ids, names, hashes and prefixes only).
+    """
+    event = OutboxEvent(type=type, key_id=key_id, payload=dict(payload), created_at=utcnow())
+    session.add(event)
+    session.flush()  # assigns seq
+    now = utcnow()
+    for route in routes if routes is not None else routes_of(session):
+        if route.wants(type):
+            session.add(OutboxDelivery(event_seq=event.seq, sink=route.sink, status="pending", next_attempt_at=now))
+    session.flush()
+    return event

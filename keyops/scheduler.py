@@ -1,0 +1,184 @@
+"""The daemon's scheduled jobs (APScheduler 3, in-memory job store).
+
+Every replica runs every job on its own schedule. They never share a job
+store (APScheduler's FAQ: a shared store means duplicate and missed runs);
+the coordination is in the database instead: rotations, retirements,
+expiries and outbox deliveries are claimed with row leases / ``SKIP LOCKED``
+(or SQLite's write lock), so N replicas do each piece of work once.
+
+Each job is a few lines calling ``lifecycle/`` (or the notify dispatcher),
+timed and counted for ``/metrics``; a failing job logs and waits for its
+next run, it never stops the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import delete
+
+from keyops.api.metrics import Metrics
+from keyops.bootstrap import App
+from keyops.config import SchedulerSettings
+from keyops.domain.durations import parse_duration
+from keyops.inventory import models
+from keyops.inventory.types import utcnow
+from keyops.lifecycle.expiry import expire_due
+
+log = logging.getLogger("keyops.scheduler")
+CHANGE_LOG_RETENTION = timedelta(hours=1)
+
+
+class Jobs:
+    """The job bodies, bound to one application and one worker id."""
+
+    def __init__(self, app: App, worker_id: str) -> None:
+        self.app = app
+        self.worker_id = worker_id
+        self.actor = f"keyops:scheduler:{worker_id}"
+
+    def _rotations(self) -> Any:
+        return getattr(self.app, "rotations", None)
+
+    def rotate_due(self) -> None:
+        engine = self._rotations()
+        if engine is not None:
+            engine.rotate_due(worker_id=self.worker_id)
+
+    def retire_ended_grace(self) -> None:
+        engine = self._rotations()
+        if engine is not None:
+            engine.retire_ended_grace(worker_id=self.worker_id)
+
+    def resume_stuck(self) -> None:
+        engine = self._rotations()
+        if engine is not None:
+            engine.resume(worker_id=self.worker_id)
+
+    def reconcile(self) -> None:
+        engine = self._rotations()
+        if engine is not None:
+            report = engine.reconcile(repair=False, actor=self.actor)
+            drift = getattr(report, "drift", None)
+            if drift:
+                log.warning("reconcile found drift", extra={"rows": len(drift)})
+
+    def expire_keys(self) -> None:
+        expired = expire_due(self.app.sessions, actor=self.actor)
+        if expired:
+            log.info("keys expired", extra={"count": expired})
+
+    def prune(self) -> None:
+        retention = timedelta(seconds=parse_duration(self.app.settings.scheduler.usage_retention))
+        now = utcnow()
+        with self.app.engine.begin() as conn:
+            conn.execute(delete(models.UsageMinute).where(models.UsageMinute.minute < now - retention))
+            conn.execute(delete(models.KeyChange).where(models.KeyChange.changed_at < now - CHANGE_LOG_RETENTION))
+
+    def deliver_outbox(self) -> None:
+        notify = getattr(self.app, "notify", None)
+        if notify is not None:
+            notify.deliver_due(utcnow(), self.worker_id)
+
+
+def _timed(name: str, body: Callable[[], None], metrics: Metrics) -> Callable[[], None]:
+    def run() -> None:
+        started = time.monotonic()
+        failed = False
+        try:
+            body()
+        except Exception:
+            failed = True
+            log.exception("scheduled job failed", extra={"job": name})
+        finally:
+            metrics.job_done(name, time.monotonic() - started, failed)
+
+    return run
+
+
+class Scheduler:
+    """Owns the BackgroundScheduler of one replica."""
+
+    def __init__(self, app: App, *, worker_id: str, metrics: Metrics, stop_timeout: float) -> None:
+        self.jobs = Jobs(app, worker_id)
+        self.metrics = metrics
+        self.stop_timeout = stop_timeout
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+            timezone="UTC",
+        )
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._add_jobs(app.settings.scheduler)
+
+    def _every(self, value: str) -> float:
+        return float(max(1, parse_duration(value)))
+
+    def _add_jobs(self, cfg: SchedulerSettings) -> None:
+        plan: list[tuple[str, Callable[[], None], str, bool]] = [
+            ("resume_stuck", self.jobs.resume_stuck, cfg.resume_every, True),
+            ("rotate_due", self.jobs.rotate_due, cfg.rotate_due_every, True),
+            ("retire_ended_grace", self.jobs.retire_ended_grace, cfg.retire_grace_every, True),
+            ("expire_keys", self.jobs.expire_keys, cfg.expire_every, True),
+            ("deliver_outbox", self.jobs.deliver_outbox, cfg.deliver_every, True),
+            ("prune", self.jobs.prune, cfg.prune_every, False),
+            ("reconcile", self.jobs.reconcile, cfg.reconcile_every, False),
+        ]
+        now = utcnow()
+        for name, body, every, at_start in plan:
+            seconds = self._every(every)
+            extra: dict[str, Any] = {"next_run_time": now} if at_start else {}
+            self._scheduler.add_job(
+                self._tracked(name, _timed(name, body, self.metrics)),
+                "interval",
+                seconds=seconds,
+                jitter=max(0.0, min(seconds * 0.1, 30.0)),
+                id=name,
+                name=name,
+                **extra,
+            )
+
+    def _tracked(self, name: str, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            with self._lock:
+                self._running.add(name)
+            try:
+                body()
+            finally:
+                with self._lock:
+                    self._running.discard(name)
+
+        return run
+
+    def start(self) -> None:
+        self._scheduler.start()
+        log.info("scheduler started", extra={"worker_id": self.jobs.worker_id})
+
+    def running_jobs(self) -> list[str]:
+        with self._lock:
+            return sorted(self._running)
+
+    def stop(self) -> None:
+        """Take no new runs; give running ones ``stop_timeout`` seconds. A job
+        still running then is abandoned: the rotation engine persists every
+        step, so its rotations are resumed by the next start (or another
+        replica) once their lease expires."""
+        self._scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + self.stop_timeout
+        while self.running_jobs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = self.running_jobs()
+        if left:
+            log.warning("stopping with jobs still running; their work resumes on the next start", extra={"jobs": left})
+        else:
+            log.info("scheduler stopped")

@@ -1,0 +1,144 @@
+"""Crash safety: rotations in child processes are SIGKILLed after each
+persisted step (and between the destinations of a step); the next process
+resumes them, and the inventory and every store must agree afterwards.
+
+One key per crash point, all children at once (the test stays fast and also
+exercises concurrent workers on one database)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from keyops.bootstrap import build
+from keyops.config import load_settings
+from keyops.domain.keyformat import hash_key
+from keyops.stores.base import Stage
+from tests.support.rotation_checks import assert_consistent
+
+# One process pays for the imports once, then forks one child per crash
+# point; every child is a real process that SIGKILLs itself at its step.
+ZYGOTE = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from keyops.bootstrap import build
+    from keyops.config import load_settings
+
+    settings = load_settings()
+    children = []
+    for line in sys.stdin.read().splitlines():
+        key, target = line.split("\t")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                app = build(settings, prepare=False)
+
+                def checkpoint(rotation_id, label, target=target):
+                    if label == target:
+                        os.kill(os.getpid(), signal.SIGKILL)
+
+                app.rotations.checkpoint = checkpoint
+                app.rotations.rotate(key, actor="test", reason="crash test", grace_seconds=3600)
+            finally:
+                os._exit(3)
+        children.append((key, pid))
+    for key, pid in children:
+        _, status = os.waitpid(pid, 0)
+        killed = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        print(json.dumps({"key": key, "signal": killed}))
+    """
+)
+
+LABELS = [
+    "material_created",
+    "pending:VAULT",
+    "pending:AWS",
+    "pending",
+    "tested",
+    "activated",
+    "promoted:VAULT",
+    "promoted:AWS",
+    "promoted",
+    "finished",
+]
+
+
+@pytest.fixture
+def crash_env(env: dict[str, str], vault_env: dict[str, str], aws_env: dict[str, str]) -> dict[str, str]:
+    return {**env, **vault_env, **aws_env}
+
+
+def test_resume_after_sigkill_at_every_step(crash_env: dict[str, str], store_prefix: str) -> None:
+    app = build(load_settings(env=crash_env))
+    try:
+        jobs = []
+        for index, crash_at in enumerate(LABELS):
+            name = f"payments/crash-{index}"
+            vault_uri = f"vault:secret/{store_prefix}{index}/llm-key"
+            aws_uri = f"aws-sm:{store_prefix}{index}/prod-llm"
+            issued = app.keys.issue(
+                name,
+                owner="payments",
+                profile="interactive",
+                policy="standard",
+                actor="test",
+                destinations=[vault_uri, aws_uri],
+            )
+            label = crash_at.replace("VAULT", vault_uri).replace("AWS", aws_uri)
+            jobs.append((name, crash_at, issued.plaintext, vault_uri, label))
+        proc = subprocess.run(
+            [sys.executable, "-c", ZYGOTE],
+            env=crash_env,
+            input="\n".join(f"{j[0]}\t{j[4]}" for j in jobs),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outcome = {d["key"]: d["signal"] for d in map(json.loads, proc.stdout.splitlines())}
+        assert outcome == {j[0]: signal.SIGKILL for j in jobs}, proc.stderr[-3000:]
+
+        # While the dead workers' leases are live, the periodic resume leaves them alone...
+        assert app.rotations.resume(worker_id="replica-b") == []
+        # ...and the current key keeps working everywhere: each store still
+        # serves a version verify accepts (the old one or, after activation, the new).
+        for name, _, first_key, vault_uri, _ in jobs:
+            dest, store = app.stores.resolve(vault_uri)
+            served = store.read(dest, Stage.CURRENT)
+            assert served is not None
+            assert served.material == first_key or hash_key(served.material) == _current_hash(app, name)
+
+        # The operator (or a daemon after lease expiry) resumes them all.
+        results = app.rotations.resume(worker_id="restarted", only_expired_leases=False, include_failed=True)
+        assert sorted(r.key_name for r in results) == sorted(n for n, c, *_ in jobs if c != "finished")
+        assert all(r.ok for r in results), [(r.key_name, r.last_error) for r in results]
+        for name, crash_at, _, _, _ in jobs:
+            view = app.keys.show(name)
+            assert view.current_version is not None and view.current_version.number == 2, crash_at
+            assert_consistent(app, name, previous_number=1)
+        recreated = [r for r in results if any(s["step"] == "material_recreated" for s in r.steps)]
+        # Killed before any store had the material: fresh material, same version.
+        assert [r.key_name for r in recreated] == ["payments/crash-0"]
+    finally:
+        app.close()
+
+
+def _current_hash(app, name: str) -> str:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from keyops.inventory import models
+
+    view = app.keys.show(name)
+    with app.sessions() as session:
+        return str(
+            session.execute(
+                select(models.KeyVersion.secret_hash).where(
+                    models.KeyVersion.key_id == view.id, models.KeyVersion.state == "current"
+                )
+            ).scalar_one()
+        )
