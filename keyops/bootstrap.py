@@ -61,9 +61,7 @@ class App:
 
 def make_database(settings: Settings) -> Engine:
     db = settings.database
-    # SQL echo goes through keyops.logs (stderr, redacted), never SQLAlchemy's
-    # own stdout handler, so --json output stays parseable.
-    return make_engine(db.url, pool_size=db.pool_size, connect_timeout=db.connect_timeout)
+    return make_engine(db.url, pool_size=db.pool_size, connect_timeout=db.connect_timeout, echo=db.echo)
 
 
 def ensure_schema(engine: Engine, settings: Settings) -> None:
