@@ -427,7 +427,7 @@ def _validate(settings: Settings) -> None:
     db = settings.database.url
     if not db.startswith(("sqlite:", "sqlite+pysqlite:", "postgresql:", "postgresql+psycopg:", "postgresql+psycopg2:")):
         raise ConfigError(
-            f"setting database.url must be a sqlite:/// or postgresql+psycopg:// URL, got {db.split('://')[0]}://..."
+            f"setting database.url must be a sqlite:/// or postgresql+psycopg:// URL, got one starting {db[:12]!r}"
         )
     try:
         validate_prefix(settings.keys.prefix)

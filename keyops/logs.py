@@ -55,7 +55,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
-def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
+def configure(level: str = "INFO", fmt: str = "json", stream: Any = None, *, sql_echo: bool = False) -> None:
+    """Send keyops' logs (and, with ``sql_echo``, SQLAlchemy's statements) to
+    stderr through the redacting filter. stdout stays clean for ``--json``."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactingFilter())
     if fmt == "json":
@@ -66,3 +68,8 @@ def configure(level: str = "INFO", fmt: str = "json", stream: Any = None) -> Non
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    sql = logging.getLogger("sqlalchemy.engine")
+    if sql_echo:
+        sql.handlers[:] = [handler]
+        sql.setLevel(logging.INFO)
+        sql.propagate = False

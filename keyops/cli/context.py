@@ -26,7 +26,8 @@ class CliState:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config_path)
-            configure(self._settings.log.level if self._settings.log.level != "INFO" else "WARNING", "text")
+            level = self._settings.log.level if self._settings.log.level != "INFO" else "WARNING"
+            configure(level, self._settings.log.format, sql_echo=self._settings.database.echo)
         return self._settings
 
     def app(self, *, prepare: bool = True) -> App:

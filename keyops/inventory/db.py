@@ -9,6 +9,7 @@ to writer. PostgreSQL: psycopg 3 with a connect timeout and pre-ping.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,12 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 5, connect_timeout: int = 5, echo: bool = False) -> Engine:
+    """``echo`` logs SQL through the ``sqlalchemy.engine`` logger, which
+    keyops.logs routes to stderr with redaction; SQLAlchemy's own echo handler
+    would print to stdout and corrupt ``--json`` output, so it is not used."""
+    if echo:
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    echo = False
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

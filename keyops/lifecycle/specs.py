@@ -6,12 +6,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
 from keyops.domain.specs import Profile, RotationPolicy, SpecError, parse_policy, parse_profile
 from keyops.errors import InvalidInputError, NotFoundError
 from keyops.inventory import models
+from keyops.inventory.types import utcnow
 
 
 def profile_from_row(row: models.Profile) -> Profile:
@@ -53,15 +56,18 @@ class SpecRegistry:
     def sync_builtins(self, profiles: Iterable[Profile], policies: Iterable[RotationPolicy]) -> None:
         """Insert built-ins that are missing. Existing rows are left alone:
         an operator may have overridden a built-in on purpose."""
+        profile_rows = [{"name": p.name, "spec": _profile_spec(p), "builtin": True} for p in profiles]
+        policy_rows = [{"name": p.name, "spec": _policy_spec(p), "builtin": True} for p in policies]
         with self._sessions.begin() as session:
             have_profiles = set(session.execute(select(models.Profile.name)).scalars())
             have_policies = set(session.execute(select(models.RotationPolicy.name)).scalars())
-            for profile in profiles:
-                if profile.name not in have_profiles:
-                    session.add(models.Profile(name=profile.name, spec=_profile_spec(profile), builtin=True))
-            for policy in policies:
-                if policy.name not in have_policies:
-                    session.add(models.RotationPolicy(name=policy.name, spec=_policy_spec(policy), builtin=True))
+            missing_profiles = [r for r in profile_rows if r["name"] not in have_profiles]
+            missing_policies = [r for r in policy_rows if r["name"] not in have_policies]
+            # Several processes may start on a fresh database at once: insert
+            # with "on conflict do nothing" so the losers of that race go on.
+            for model, rows in ((models.Profile, missing_profiles), (models.RotationPolicy, missing_policies)):
+                if rows:
+                    session.execute(_insert_ignoring_conflicts(session, model, rows))
 
     def apply(
         self, profiles: list[Profile], policies: list[RotationPolicy], *, actor: str, source: str
@@ -114,6 +120,14 @@ class SpecRegistry:
     def policy(self, name: str) -> RotationPolicy:
         with self._sessions() as session:
             return get_policy(session, name)
+
+
+def _insert_ignoring_conflicts(session: Session, model: Any, rows: list[dict[str, Any]]) -> Any:
+    now = utcnow()
+    values = [{**r, "created_at": now, "updated_at": now} for r in rows]
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(model).values(values).on_conflict_do_nothing()
+    return sqlite_insert(model).values(values).on_conflict_do_nothing()
 
 
 def _upsert(session: Session, row: Any, model: Any, name: str, spec: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ appenders on PostgreSQL leave one valid chain."""
 from __future__ import annotations
 
 import multiprocessing
+
 from sqlalchemy import select, text, update
 
 from keyops import audit
@@ -83,7 +84,7 @@ def test_inserted_event_is_detected(app: App) -> None:
         prev, at = second.hash, second.at
         session.expunge_all()
         for seq in range(6, 2, -1):
-            session.execute(text(f"UPDATE audit_events SET seq = {seq + 1} WHERE seq = {seq}"))
+            session.execute(text("UPDATE audit_events SET seq = :new WHERE seq = :old"), {"new": seq + 1, "old": seq})
         forged_hash = audit.compute_hash(
             seq=3,
             event_id="forged",

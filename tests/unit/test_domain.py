@@ -119,7 +119,7 @@ def test_bad_profiles_name_the_field(doc: dict[str, object], path: str) -> None:
 
 
 def test_bad_policies_name_the_field() -> None:
-    with pytest.raises(SpecError, match="policies.q.grace"):
+    with pytest.raises(SpecError, match=r"policies\.q\.grace"):
         parse_policy("q", {"rotate_every": "30d"})
     with pytest.raises(SpecError, match="retire_when_idle"):
         parse_policy("q", {"rotate_every": "30d", "grace": "1h", "retire_when_idle": "2h"})
