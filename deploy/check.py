@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from deploy_checks import container, kube, observability, systemd  # noqa: E402
-from deploy_checks.common import Report, ToolMissing  # noqa: E402
+from deploy_checks import container, kube, observability, systemd
+from deploy_checks.common import Report, ToolMissing
 
 GROUPS: dict[str, tuple[str, Callable[[Report], None]]] = {
     "kubernetes": ("Kubernetes manifests", kube.check),
@@ -51,7 +51,9 @@ def run_group(key: str, skip_missing: bool) -> Report:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=sorted(GROUPS), help="run only this group (repeatable)")
-    parser.add_argument("--skip-missing", action="store_true", help="skip, rather than fail, checks whose tool is missing")
+    parser.add_argument(
+        "--skip-missing", action="store_true", help="skip, rather than fail, checks whose tool is missing"
+    )
     parser.add_argument("--sync", action="store_true", help="regenerate kubernetes/prometheusrule.yaml and exit")
     args = parser.parse_args(argv)
     if args.sync:

@@ -78,9 +78,7 @@ def check_dockerfile(report: Report) -> None:
             report.fail(f"Dockerfile: the final stage must not install anything: RUN {args[:60]}")
         if word == "COPY" and "--from=" not in args:
             report.fail(f"Dockerfile: the final stage copies from the build context: COPY {args[:60]}")
-    patterns = [
-        line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines() if line.strip()]
     patterns = [p for p in patterns if not p.startswith("#")]
     for word, args in steps:
         if word != "COPY" or "--from=" in args:

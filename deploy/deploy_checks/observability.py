@@ -130,15 +130,14 @@ def _parse_with_promtool(report: Report, exprs: list[tuple[str, str]]) -> None:
     """promtool has no "parse this query" command, so each panel query becomes
     a recording rule and `promtool check rules` parses them all."""
     promtool = tool("promtool", "KEYOPS_PROMTOOL")
-    rules = [
-        {"record": f"dashboard:panel_{i}", "expr": _promql(expr)} for i, (_, expr) in enumerate(exprs)
-    ]
+    rules = [{"record": f"dashboard:panel_{i}", "expr": _promql(expr)} for i, (_, expr) in enumerate(exprs)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "dashboard-queries.yaml"
         path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8")
         result = run([promtool, "check", "rules", str(path)])
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
-        for index in sorted({int(m) for m in re.findall(r"dashboard:panel_(\d+)", output)}) or [None]:
-            title = exprs[index][0] if index is not None else "?"
+        indexes = sorted({int(m) for m in re.findall(r"dashboard:panel_(\d+)", output)})
+        titles = [exprs[i][0] for i in indexes] or ["?"]
+        for title in titles:
             report.fail(f"dashboard query of panel {title!r} does not parse: {output[-300:]}")

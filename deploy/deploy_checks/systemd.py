@@ -14,8 +14,9 @@ from .common import DEPLOY, Report, check_env_names, first_line, run, tool
 
 UNIT = DEPLOY / "systemd" / "keyops.service"
 WRAPPER = DEPLOY / "systemd" / "keyops-start"
-#: Above this exposure level (0 = locked down, 10 = exposed) the check fails.
-MAX_EXPOSURE = 2.5
+#: Above this exposure level (0 = locked down, 10 = exposed) the check fails;
+#: the unit scores 1.2 with systemd 252, so losing any filter shows.
+MAX_EXPOSURE = 1.4
 
 #: Options issue 7 requires, with the value each must have.
 REQUIRED = {
