@@ -21,6 +21,23 @@ pytest_plugins = ["tests.support.server_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_SERVICE_MARKERS = ("KEYOPS_TEST_POSTGRES_URL", "KEYOPS_TEST_REDIS_URL")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """With KEYOPS_REQUIRE_SERVICES=1 (as in CI), a test skipped because
+    PostgreSQL or Redis is not configured fails instead: a green run must
+    mean the real databases were exercised."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("KEYOPS_REQUIRE_SERVICES") == "1":
+        reason = str(report.longrepr)
+        if any(marker in reason for marker in _SERVICE_MARKERS):
+            report.outcome = "failed"
+            report.longrepr = f"required service missing: {reason}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty inventory database URL (not yet migrated)."""
