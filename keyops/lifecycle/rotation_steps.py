@@ -174,7 +174,8 @@ class RotationRunner:
                 return fn()
             except StoreError as exc:
                 if not exc.retryable or attempt >= self._max_attempts:
-                    raise
+                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise type(exc)(f"{what} failed{tries}: {exc.message}") from None
                 wait = backoff.delay(attempt, initial=self._initial, maximum=self._max)
                 log.warning(
                     "store step failed, retrying",
