@@ -107,12 +107,14 @@ def unknown_metrics(exprs: Iterable[str]) -> set[str]:
     return {name for expr in exprs for name in metric_names(expr)} - known
 
 
-def setting_env_names() -> set[str]:
-    """Every KEYOPS_<SECTION>_<FIELD> variable keyops.config understands,
-    derived from the Settings dataclasses themselves (so new sections count)."""
+def setting_env_names() -> tuple[set[str], set[str]]:
+    """Every KEYOPS_<SECTION>_<FIELD> variable keyops.config understands, and
+    the prefixes of named tables, derived from the Settings dataclasses
+    themselves (so sections added later count)."""
     from keyops.config import ENV_PREFIX, Settings
 
     names: set[str] = {"KEYOPS_CONFIG", "KEYOPS_DEBUG"}
+    prefixes: set[str] = set()
 
     def walk(cls: type, path: str) -> None:
         hints = typing.get_type_hints(cls)
@@ -123,17 +125,20 @@ def setting_env_names() -> set[str]:
             kind = hints[f.name]
             if dataclasses.is_dataclass(kind):
                 walk(typing.cast(type, kind), fpath)
+            elif typing.get_origin(kind) is dict:
+                # Named tables ([notify.webhooks.<name>]): any suffix.
+                prefixes.add(ENV_PREFIX + fpath.upper() + "_")
             else:
                 names.add(ENV_PREFIX + fpath.upper())
 
     walk(Settings, "")
-    return names
+    return names, prefixes
 
 
 def check_env_names(report: Report, names: Iterable[str], where: str) -> None:
-    valid = setting_env_names()
+    valid, prefixes = setting_env_names()
     for name in sorted(set(names)):
-        if name.startswith("KEYOPS_") and name not in valid:
+        if name.startswith("KEYOPS_") and name not in valid and not name.startswith(tuple(prefixes)):
             report.fail(f"{where}: {name} is not a keyops setting (see keyops/config.py)")
 
 
