@@ -182,7 +182,7 @@ class LocalServer:
             scheme = "https"
         self._server = server
         self.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
