@@ -321,6 +321,33 @@ class NotifySettings:
 
 
 @dataclass
+class AwsIamIssuerSettings:
+    """``[issuers.aws_iam]``: AWS IAM access keys as managed keys (boto3 IAM + STS)."""
+
+    #: Region for IAM/STS calls (empty: ``stores.aws.region``, then boto3's chain).
+    region: str = ""
+    #: Endpoint override for IAM and STS (tests: a moto server); empty = AWS.
+    endpoint_url: str = ""
+    #: A named profile from ~/.aws; empty = boto3's standard credential chain.
+    profile: str = ""
+    #: After the grace ends the old access key is set Inactive; it is deleted after this hold.
+    delete_hold: str = "7d"
+    #: When the IAM user already has two access keys, delete the oldest Inactive one
+    #: instead of refusing (``keys rotate --evict-oldest-inactive`` does it once).
+    evict_oldest_inactive: bool = False
+    #: How long a new access key may take to work (IAM is eventually consistent).
+    test_wait: str = "30s"
+    max_attempts: int = 5
+    #: Connect/read timeout of each AWS call, in seconds.
+    timeout: int = 10
+
+
+@dataclass
+class IssuerSettings:
+    aws_iam: AwsIamIssuerSettings = field(default_factory=AwsIamIssuerSettings)
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     keys: KeySettings = field(default_factory=KeySettings)
@@ -332,6 +359,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    issuers: IssuerSettings = field(default_factory=IssuerSettings)
     #: Extra profile/policy files applied on top of the built-ins at start.
     spec_files: list[str] = field(default_factory=list)
     #: Where the settings came from (a file path or "defaults"); informational.
@@ -453,6 +481,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("setting database.pool_size must be at least 1")
     _validate_daemon(settings)
     _validate_events(settings)
+    _validate_issuers(settings)
 
 
 
@@ -540,6 +569,20 @@ def _validate_events(settings: Settings) -> None:
             raise ConfigError(f"setting notify.webhooks.{name}: the name must not be 'slack' and at most 48 characters")
     if notify.slack.webhook_url and not notify.slack.webhook_url.startswith(("https://", "http://")):
         raise ConfigError("setting notify.slack.webhook_url must be an http(s) URL")
+
+
+def _validate_issuers(settings: Settings) -> None:
+    """The [issuers.aws_iam] section."""
+    iam = settings.issuers.aws_iam
+    for name in ("delete_hold", "test_wait"):
+        try:
+            parse_duration(getattr(iam, name))
+        except ValueError as exc:
+            raise ConfigError(f"setting issuers.aws_iam.{name}: {exc}") from None
+    if iam.endpoint_url and not iam.endpoint_url.startswith(("https://", "http://")):
+        raise ConfigError("setting issuers.aws_iam.endpoint_url must be an http(s) URL")
+    if not 1 <= iam.max_attempts <= 20 or not 1 <= iam.timeout <= 300:
+        raise ConfigError("settings issuers.aws_iam.max_attempts (1-20) and issuers.aws_iam.timeout (1-300) out of range")
 
 
 def _check_webhook_secret(secret: str, path: str) -> None:
