@@ -248,9 +248,11 @@ class VaultStore(SecretStore):
             )
 
     def _stored(self, data: dict[str, Any] | None, stages: frozenset[Stage]) -> StoredVersion | None:
-        if not data or VERSION_FIELD not in data or self._field not in data:
+        if not data or self._field not in data:
             return None
-        return StoredVersion(str(data[VERSION_FIELD]), str(data[self._field]), stages)
+        # Written by someone else (no keyops version id): reported with an
+        # empty id, so reconcile sees "changed" rather than "missing".
+        return StoredVersion(str(data.get(VERSION_FIELD, "")), str(data[self._field]), stages)
 
     # -- the interface -------------------------------------------------------
 
@@ -272,7 +274,8 @@ class VaultStore(SecretStore):
             stored = self._stored(self._data(mount, path, number), frozenset())
             if stored is None:
                 continue
-            versions.append(stored.version_id)
+            if stored.version_id:
+                versions.append(stored.version_id)
             if number == latest:
                 stages[Stage.CURRENT] = stored.version_id
             elif Stage.PREVIOUS not in stages and Stage.CURRENT in stages:
@@ -324,6 +327,8 @@ class VaultStore(SecretStore):
         return self._stored(self._data(mount, path, older[0]), frozenset({Stage.PREVIOUS})) if older else None
 
     def read_version(self, dest: Destination, version_id: str) -> StoredVersion | None:
+        if not version_id:
+            return None
         pending = self.read(dest, Stage.PENDING)
         if pending is not None and pending.version_id == version_id:
             return pending
@@ -360,6 +365,8 @@ class VaultStore(SecretStore):
         )
 
     def retire(self, dest: Destination, version_id: str) -> None:
+        if not version_id:
+            return
         mount, path = dest.mount, dest.path
         staging = path + self._suffix
         pending = self._stored(self._data(mount, staging), frozenset())

@@ -41,7 +41,9 @@ def material() -> str:
 
 
 @pytest.fixture(params=["file", "vault-token", "vault-approle", "aws-sm"])
-def store_and_dest(request: pytest.FixtureRequest, tmp_path: Path, store_prefix: str) -> Iterator[tuple[SecretStore, Destination]]:
+def store_and_dest(
+    request: pytest.FixtureRequest, tmp_path: Path, store_prefix: str
+) -> Iterator[tuple[SecretStore, Destination]]:
     kind = request.param
     if kind == "file":
         store: SecretStore = FileStore(tmp_path / "secrets", Fernet(Fernet.generate_key()))
@@ -207,9 +209,9 @@ def test_vault_wrong_credentials_and_policy_limits(openbao: OpenBaoServer, store
     # Outside its prefix the same token is refused.
     with pytest.raises(StoreAuthError):
         limited.put_initial(parse_destination("vault:secret/elsewhere/x"), vid(), material(), CTX)
-    with pytest.raises(ConfigError, match="stores.vault.addr"):
+    with pytest.raises(ConfigError, match=r"stores\.vault\.addr"):
         VaultStore(addr="", token="x")
-    with pytest.raises(ConfigError, match="stores.vault.token"):
+    with pytest.raises(ConfigError, match=r"stores\.vault\.token"):
         VaultStore(addr=openbao.addr, token="")
 
 
@@ -303,5 +305,5 @@ def test_aws_wrong_credentials_and_outage(moto_server: MotoServer, store_prefix:
     with pytest.raises(StoreUnavailableError) as info:
         down.describe(dest)
     assert info.value.retryable
-    with pytest.raises(ConfigError, match="stores.aws.profile"):
+    with pytest.raises(ConfigError, match=r"stores\.aws\.profile"):
         AwsSecretsManagerStore(profile="no-such-profile-here")
