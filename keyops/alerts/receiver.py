@@ -23,12 +23,11 @@ bugs (the HTTP layer maps them to 500); fuzz tests hold that none occur.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import select
@@ -37,11 +36,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
 from keyops.alerts import alertmanager, github, grafana, sns, standard
-from keyops.alerts.base import AlertRejected, AlertSignal, Delivery, Fetcher, HttpFetcher, KeyRef, clean
+from keyops.alerts.actions import ROTATION_STARTED, ActionRunner, Plan, Planned, Rotator, action_doc, reason_of
+from keyops.alerts.base import AlertRejected, Delivery, Fetcher, HttpFetcher, KeyRef, clean
 from keyops.alerts.rules import decide, parse_rules, strongest
 from keyops.config import AlertSettings
 from keyops.domain.durations import parse_duration
-from keyops.errors import KeyOpsError, NotFoundError
 from keyops.inventory.models import Finding, InboundAlert, Key, KeyVersion
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.keys import KeyService
@@ -53,12 +52,6 @@ SOURCES = ("standard", "alertmanager", "grafana", "sns", "github")
 _UUID_LEN = 36
 
 
-class Rotator(Protocol):
-    """What the receiver needs of ``app.rotations`` (issue 3's engine)."""
-
-    def rotate(self, name_or_id: str, *, grace_seconds: int | None, actor: str, reason: str, trigger: str) -> Any: ...
-
-
 @dataclass
 class AlertOutcome:
     """The HTTP answer: status code and a JSON-serialisable body."""
@@ -68,24 +61,6 @@ class AlertOutcome:
 
     def json(self) -> bytes:
         return orjson.dumps(self.body)
-
-
-@dataclass
-class _Planned:
-    key_id: str
-    key_name: str
-    action: str
-    rule: str
-    signal: AlertSignal
-    result: str = ""
-
-
-@dataclass
-class _Plan:
-    delivery: Delivery
-    planned: list[_Planned] = field(default_factory=list)
-    unknown: list[KeyRef] = field(default_factory=list)
-    keyless: int = 0
 
 
 def _seconds(value: str) -> float:
@@ -115,8 +90,6 @@ class AlertReceiver:
     ) -> None:
         self.settings = settings
         self._sessions = sessions
-        self._keys = keys
-        self._rotator = rotator
         self._fetch = fetcher or HttpFetcher(timeout=_seconds(settings.fetch_timeout))
         self._rules = parse_rules(settings.rules, allowed_requested=settings.allowed_requested)
         self._tolerance = _seconds(settings.tolerance)
@@ -126,7 +99,7 @@ class AlertReceiver:
         )
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keyops-alert") if background else None
         self._pending: set[Future[None]] = set()
-        self._lock = threading.Lock()
+        self._actions = ActionRunner(sessions, keys, rotator)
 
     # -- entry point ------------------------------------------------------
 
@@ -256,8 +229,8 @@ class AlertReceiver:
             stmt = select(Key).where(field == ref.value)
         return session.execute(stmt.limit(1)).scalars().first()
 
-    def _plan(self, delivery: Delivery) -> _Plan:
-        plan = _Plan(delivery=delivery)
+    def _plan(self, delivery: Delivery) -> Plan:
+        plan = Plan(delivery=delivery)
         with self._sessions() as session:
             for signal in delivery.signals:
                 if not signal.keys:
@@ -274,12 +247,12 @@ class AlertReceiver:
                     action, rule = decide(
                         self._rules, delivery.source, signal.facts(), allowed_requested=self.settings.allowed_requested
                     )
-                    plan.planned.append(_Planned(key.id, key.name, action, rule, signal))
+                    plan.planned.append(Planned(key.id, key.name, action, rule, signal))
         return plan
 
     # -- recording --------------------------------------------------------
 
-    def _record(self, plan: _Plan) -> str | None:
+    def _record(self, plan: Plan) -> str | None:
         """Store the delivery, the findings and their events in one
         transaction; None when the delivery id was seen before."""
         delivery = plan.delivery
@@ -289,9 +262,7 @@ class AlertReceiver:
             "signals": len(delivery.signals),
             "keyless_signals": plan.keyless,
             "unknown_keys": [r.to_document() for r in plan.unknown[:50]],
-            "actions": [
-                {"key_id": p.key_id, "key_name": p.key_name, "action": p.action, "rule": p.rule} for p in plan.planned
-            ],
+            "actions": [action_doc(p) for p in plan.planned],
             "note": delivery.note,
         }
         row = InboundAlert(
@@ -356,103 +327,50 @@ class AlertReceiver:
 
     # -- acting -----------------------------------------------------------
 
-    def _apply(self, alert_id: str, plan: _Plan) -> None:
+    def _apply(self, alert_id: str, plan: Plan) -> None:
         actor = f"alert:{plan.delivery.source}"
-        background: list[_Planned] = []
+        background: list[Planned] = []
         for item in plan.planned:
-            reason = (item.signal.reason or item.signal.type or "alert")[:900]
+            reason = reason_of(item.signal)
             if item.action in ("none", "notify"):
                 item.result = "recorded"
             elif item.action in ("suspend", "revoke"):
-                item.result = self._transition(item, actor, reason)
-            elif self._executor is not None and self._rotator() is not None:
-                item.result = "rotation started"
+                item.result = self._actions.transition(item, actor, reason)
+            elif self._executor is not None and self._actions.has_rotator():
+                item.result = ROTATION_STARTED
                 background.append(item)
             else:
-                item.result = self._rotate(item, actor, reason)
-        self._finish(alert_id, plan)
+                item.result = self._actions.rotate(item, actor, reason)
+        self._actions.finish(alert_id, plan)
         for item in background:
-            reason = (item.signal.reason or item.signal.type or "alert")[:900]
+            reason = reason_of(item.signal)
             assert self._executor is not None
             future = self._executor.submit(self._rotate_later, alert_id, plan, item, actor, reason)
-            with self._lock:
+            with self._actions.lock:
                 self._pending.add(future)
             future.add_done_callback(self._forget)
 
-    def _forget(self, future: Future[None]) -> None:
-        with self._lock:
-            self._pending.discard(future)
-
-    def _transition(self, item: _Planned, actor: str, reason: str) -> str:
+    def _rotate_later(self, alert_id: str, plan: Plan, item: Planned, actor: str, reason: str) -> None:
         try:
-            if item.action == "suspend":
-                self._keys.suspend(item.key_id, actor=actor, reason=reason)
-                return "suspended"
-            self._keys.revoke(item.key_id, actor=actor, reason=reason)
-            return "revoked"
-        except KeyOpsError as exc:  # already suspended/revoked, or gone meanwhile
-            return f"not {item.action}ed: {exc.message}"[:300]
-
-    def _rotate(self, item: _Planned, actor: str, reason: str) -> str:
-        grace = 0 if item.action == "rotate_now" else None
-        rotator = self._rotator()
-        if rotator is None:
-            # The rotation engine is not wired in this build: leave a loud,
-            # audited request so an operator (or the engine, once present) acts.
-            with self._sessions.begin() as session:
-                audit.append(
-                    session,
-                    actor=actor,
-                    action="key.rotation_requested",
-                    key_id=item.key_id,
-                    key_name=item.key_name,
-                    reason=reason,
-                    details={"grace_seconds": grace, "trigger": "alert"},
-                )
-            log.error(
-                "rotation requested by an alert, but no rotation engine is configured", extra={"key": item.key_name}
-            )
-            return "rotation requested (no rotation engine)"
-        try:
-            result = rotator.rotate(item.key_id, grace_seconds=grace, actor=actor, reason=reason, trigger="alert")
-        except NotFoundError as exc:
-            return f"not rotated: {exc.message}"[:300]
-        except KeyOpsError as exc:
-            log.error("rotation requested by an alert failed", extra={"key": item.key_name, "error": exc.message})
-            return f"rotation failed: {exc.message}"[:300]
-        status = getattr(result, "status", "finished")
-        if status != "finished":
-            return f"rotation {status}: {getattr(result, 'last_error', '')}"[:300]
-        return "rotated with zero grace" if grace == 0 else "rotated"
-
-    def _rotate_later(self, alert_id: str, plan: _Plan, item: _Planned, actor: str, reason: str) -> None:
-        try:
-            item.result = self._rotate(item, actor, reason)
+            item.result = self._actions.rotate(item, actor, reason)
         except Exception:  # a bug in the engine must not kill the worker thread silently
             log.exception("rotation requested by an alert crashed", extra={"key": item.key_name})
             item.result = "rotation crashed (see the log)"
-        self._finish(alert_id, plan)
+        self._actions.finish(alert_id, plan)
 
-    def _finish(self, alert_id: str, plan: _Plan) -> None:
-        acted = [p for p in plan.planned if p.action != "none"]
-        with self._lock, self._sessions.begin() as session:
-            row = session.get(InboundAlert, alert_id)
-            if row is None:
-                return
-            detail = dict(row.detail or {})
-            detail["actions"] = [
-                {"key_id": p.key_id, "key_name": p.key_name, "action": p.action, "rule": p.rule, "result": p.result}
-                for p in plan.planned
-            ]
-            row.detail = detail
-            if acted:
-                row.verdict = "acted"
+    def _forget(self, future: Future[None]) -> None:
+        with self._actions.lock:
+            self._pending.discard(future)
+
+    def resume_unfinished(self, now: datetime | None = None, *, older_than: float = 120.0) -> int:
+        """See :meth:`ActionRunner.resume_unfinished` (the scheduler calls this)."""
+        return self._actions.resume_unfinished(now, older_than=older_than)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait for background rotations (tests, graceful shutdown)."""
         import concurrent.futures
 
-        with self._lock:
+        with self._actions.lock:
             pending = list(self._pending)
         _done, not_done = concurrent.futures.wait(pending, timeout=timeout)
         return not not_done
@@ -463,7 +381,7 @@ class AlertReceiver:
 
     # -- answer -----------------------------------------------------------
 
-    def _answer(self, plan: _Plan, feedback: list[dict[str, Any]] | None) -> AlertOutcome:
+    def _answer(self, plan: Plan, feedback: list[dict[str, Any]] | None) -> AlertOutcome:
         if feedback is not None:
             # GitHub reads per-token feedback from the answer.
             matched = {r.value for p in plan.planned for r in p.signal.keys if r.kind == "token_hash"}

@@ -391,3 +391,24 @@ def test_nul_characters_are_harmless(alert_app: App) -> None:
     group["alerts"][0]["annotations"]["summary"] = "\u0000 summary"
     body = json.dumps(group).encode()
     assert alert_app.alerts.receive("alertmanager", {"Authorization": f"Bearer {vendors.AM_TOKEN}"}, body).status == 200
+
+
+def test_actions_a_crashed_process_never_applied_are_resumed_once(alert_app: App) -> None:
+    suspend_id, _ = issue(alert_app, "team/suspend-me")
+    rotate_id, _ = issue(alert_app, "team/rotate-me")
+    for key_id, action in ((suspend_id, "suspend"), (rotate_id, "rotate_now")):
+        headers, body = vendors.standard_delivery({"key_id": key_id, "action": action, "reason": "crash test"})
+        # Record only, as a process that died right after the first transaction would have.
+        receiver = alert_app.alerts
+        plan = receiver._plan(receiver._authenticate_and_parse("standard", headers, body, datetime.now(UTC)))  # type: ignore[arg-type]
+        assert receiver._record(plan) is not None
+    assert {r.verdict for r in inbound(alert_app)} == {"acting"}
+    assert key_state(alert_app, suspend_id) == "active"
+    assert alert_app.alerts.resume_unfinished(older_than=60) == 0  # too recent: maybe still being applied
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert alert_app.alerts.resume_unfinished(later, older_than=60) == 2
+    assert key_state(alert_app, suspend_id) == "suspended"
+    rows = inbound(alert_app)
+    assert {r.verdict for r in rows} == {"acted"} and all(r.detail["resumed"] for r in rows)
+    assert_rotated_now(alert_app, rotate_id, rows[1].detail["actions"][0]["result"])
+    assert alert_app.alerts.resume_unfinished(later, older_than=60) == 0  # exactly once
