@@ -23,6 +23,7 @@ TOOLS = {
     "systemd": "systemd-analyze",
     "alerts": "promtool",
     "dashboard": "promtool",
+    "docs": None,
 }
 
 
@@ -61,91 +62,157 @@ def scratch(tmp_path: Path) -> Path:
     return root
 
 
-# (group, file under the scratch repo, text to replace, replacement, what the check must say)
-MISTAKES = [
-    ("kubernetes", "deploy/kubernetes/deployment.yaml", "readinessProbe:", "readinesProbe:", "readinesProbe"),
-    ("kubernetes", "deploy/kubernetes/deployment.yaml", "replicas: 3", "replicas: 1", "at least 2 replicas"),
-    ("kubernetes", "deploy/kubernetes/servicemonitor.yaml", "- port: http", "- port: web", "not in Service"),
-    ("kubernetes", "deploy/kubernetes/servicemonitor.yaml", "interval: 30s", "interval: half-minute", "interval"),
-    ("kubernetes", "deploy/kubernetes/configmap.yaml", "pool_size = 10", "pool_sise = 10", "pool_sise"),
-    ("kubernetes", "deploy/kubernetes/deployment.yaml", "key: vault-token", "key: vault-tokn", "vault-tokn"),
+# Each batch: one check group run on a copy with several mistakes; every
+# mistake must be reported. Mistakes that would hide others (a file that no
+# longer parses) get a batch of their own.
+# (id, group, [(file under the scratch repo, text, replacement, what the check must say), ...])
+K8S = "deploy/kubernetes/"
+OBS = "deploy/observability/"
+UNIT = "deploy/systemd/keyops.service"
+BATCHES = [
     (
         "kubernetes",
-        "deploy/kubernetes/deployment.yaml",
-        "KEYOPS_SCHEDULER_WORKER_ID",
-        "KEYOPS_SCHEDULER_WORKERID",
-        "KEYOPS_SCHEDULER_WORKERID is not a keyops setting",
+        "kubernetes",
+        [
+            (K8S + "deployment.yaml", "readinessProbe:", "readinesProbe:", "readinesProbe"),
+            (K8S + "deployment.yaml", "replicas: 3", "replicas: 1", "at least 2 replicas"),
+            (K8S + "servicemonitor.yaml", "- port: http", "- port: web", "not in Service"),
+            (K8S + "servicemonitor.yaml", "interval: 30s", "interval: half-minute", "endpoints/0/interval"),
+            (K8S + "configmap.yaml", "pool_size = 10", "pool_sise = 10", "pool_sise"),
+            (K8S + "deployment.yaml", "key: vault-token", "key: vault-tokn", "vault-tokn"),
+            (
+                K8S + "deployment.yaml",
+                "KEYOPS_SCHEDULER_WORKER_ID",
+                "KEYOPS_SCHEDULER_WORKERID",
+                "KEYOPS_SCHEDULER_WORKERID is not a keyops setting",
+            ),
+            (OBS + "alerts.yaml", "for: 30m", "for: 31m", "prometheusrule.yaml differs"),
+        ],
     ),
-    ("kubernetes", "deploy/observability/alerts.yaml", "for: 30m", "for: 31m", "prometheusrule.yaml differs"),
-    ("dockerfile", "deploy/Dockerfile", "USER 10001:10001", "USER root", "USER"),
-    ("dockerfile", "deploy/Dockerfile", "WORKDIR /src", "WORKDIR src", "DL3000"),
-    ("dockerfile", ".dockerignore", "!keyops/", "", "excluded by .dockerignore"),
     (
+        "dockerfile",
+        "dockerfile",
+        [
+            ("deploy/Dockerfile", "USER 10001:10001", "USER root", "final USER is root"),
+            ("deploy/Dockerfile", "WORKDIR /src", "WORKDIR src", "DL3000"),
+            (".dockerignore", "!keyops/", "", "excluded by .dockerignore"),
+        ],
+    ),
+    (
+        "compose-schema",
         "compose",
-        "deploy/compose.yaml",
-        "    restart: unless-stopped\n\n  redis:",
-        "    restarts: always\n\n  redis:",
-        "restarts",
+        [
+            (
+                "deploy/compose.yaml",
+                "    restart: unless-stopped\n\n  redis:",
+                "    restarts: always\n\n  redis:",
+                "restarts",
+            ),
+        ],
     ),
-    ("compose", "deploy/compose.yaml", "KEYOPS_REDIS_URL:", "KEYOPS_REDIS_ULR:", "KEYOPS_REDIS_ULR"),
     (
+        "compose-wiring",
         "compose",
-        "deploy/compose.yaml",
-        "condition: service_completed_successfully",
-        "condition: service_started",
-        "wait for the migrate service",
-    ),
-    ("systemd", "deploy/systemd/keyops.service", "ProtectSystem=strict", "ProtectSystem=strikt", "ProtectSystem"),
-    ("systemd", "deploy/systemd/keyops.service", "NoNewPrivileges=yes\n", "", "NoNewPrivileges"),
-    ("systemd", "deploy/systemd/keyops.service", "SystemCallFilter=~@privileged @resources\n", "", "exposure"),
-    (
-        "alerts",
-        "deploy/observability/alerts.yaml",
-        "max(keyops_rotations_stuck) > 0",
-        "max(keyops_rotations_stuck > 0",
-        "promtool check rules",
+        [
+            ("deploy/compose.yaml", "KEYOPS_REDIS_URL:", "KEYOPS_REDIS_ULR:", "KEYOPS_REDIS_ULR"),
+            (
+                "deploy/compose.yaml",
+                "condition: service_completed_successfully",
+                "condition: service_started",
+                "wait for the migrate service",
+            ),
+        ],
     ),
     (
-        "alerts",
-        "deploy/observability/alerts.yaml",
-        "max(keyops_keys_overdue) > 0",
-        "max(keyops_keys_overdue) > 5",
-        "KeyopsKeysOverdue",
+        "systemd-options",
+        "systemd",
+        [
+            (UNIT, "ProtectSystem=strict", "ProtectSystem=strikt", "ProtectSystem=strict is not set"),
+            (UNIT, "ProtectSystem=strict", "ProtectSystem=strikt", "systemd-analyze verify"),
+            (UNIT, "NoNewPrivileges=yes\n", "", "NoNewPrivileges=yes is not set"),
+        ],
     ),
     (
+        "systemd-exposure",
+        "systemd",
+        [
+            (UNIT, "SystemCallFilter=~@privileged @resources\n", "", "exposure"),
+        ],
+    ),
+    (
+        "alerts-syntax",
         "alerts",
-        "deploy/observability/alerts.yaml",
-        "keyops_rotations_stuck",
-        "keyops_rotation_stuck",
-        "keyops_rotation_stuck is not a keyops metric",
+        [
+            (
+                OBS + "alerts.yaml",
+                "max(keyops_rotations_stuck) > 0",
+                "max(keyops_rotations_stuck > 0",
+                "promtool check rules",
+            ),
+        ],
+    ),
+    (
+        "alerts-meaning",
+        "alerts",
+        [
+            (OBS + "alerts.yaml", "max(keyops_keys_overdue) > 0", "max(keyops_keys_overdue) > 5", "KeyopsKeysOverdue"),
+            (
+                OBS + "alerts.yaml",
+                "keyops_rotations_stuck",
+                "keyops_rotation_stuck",
+                "keyops_rotation_stuck is not a keyops metric",
+            ),
+        ],
     ),
     (
         "dashboard",
-        "deploy/observability/grafana-dashboard.json",
-        "keyops_usage_events_total",
-        "keyops_usage_event_total",
-        "no panel shows keyops_usage_events_total",
+        "dashboard",
+        [
+            (
+                OBS + "grafana-dashboard.json",
+                "keyops_usage_events_total",
+                "keyops_usage_event_total",
+                "no panel shows keyops_usage_events_total",
+            ),
+            (
+                OBS + "grafana-dashboard.json",
+                "max by (state) (keyops_keys",
+                "max by (state (keyops_keys",
+                "does not parse",
+            ),
+        ],
     ),
     (
-        "dashboard",
-        "deploy/observability/grafana-dashboard.json",
-        "max by (state) (keyops_keys",
-        "max by (state (keyops_keys",
-        "does not parse",
+        "docs",
+        "docs",
+        [
+            ("deploy/README.md", "keyops keys rotate payments/demo", "keyops keys spin payments/demo", "command group"),
+            ("deploy/README.md", "--owner team-payments", "--ownr team-payments", "--ownr is not an option"),
+            (
+                OBS + "alerts.yaml",
+                "`keyops rotations list --status",
+                "`keyops rotation list --status",
+                "no such command",
+            ),
+        ],
     ),
 ]
 
 
-@pytest.mark.parametrize(("group", "path", "old", "new", "message"), MISTAKES, ids=[f"{m[0]}-{m[4]}" for m in MISTAKES])
-def test_check_catches(scratch: Path, group: str, path: str, old: str, new: str, message: str) -> None:
+@pytest.mark.parametrize(("group", "mistakes"), [b[1:] for b in BATCHES], ids=[b[0] for b in BATCHES])
+def test_check_catches(scratch: Path, group: str, mistakes: list[tuple[str, str, str, str]]) -> None:
     need_tool(group)
-    target = scratch / path
-    text = target.read_text(encoding="utf-8")
-    assert old in text, f"the mistake no longer applies to {path}: {old!r} not found"
-    target.write_text(text.replace(old, new), encoding="utf-8")
+    for path, old, new, _ in mistakes:
+        target = scratch / path
+        text = target.read_text(encoding="utf-8")
+        if old in text:
+            target.write_text(text.replace(old, new), encoding="utf-8")
+        else:
+            assert new in text, f"the mistake no longer applies to {path}: {old!r} not found"
     result = run_check(scratch / "deploy" / "check.py", "--only", group)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert message in result.stdout, result.stdout
+    for _, _, _, message in mistakes:
+        assert message in result.stdout, f"{message!r} not reported:\n{result.stdout}"
 
 
 def test_kubernetes_wait_for_schema_command(tmp_path: Path) -> None:
