@@ -256,13 +256,10 @@ class AwsSecretsManagerStore(SecretStore):
         return self._get(dest, VersionStage=stage.value)
 
     def read_version(self, dest: Destination, version_id: str) -> StoredVersion | None:
-        raw = self._describe_raw(dest)
-        if raw is None:
-            return None
-        labels = self._stages(raw).get(version_id)
-        if not labels or not any(label in {s.value for s in Stage} for label in labels):
+        found = self._get(dest, VersionId=version_id)
+        if found is None or not found.stages:
             return None  # unlabelled = retired (deprecated, awaiting deletion by AWS)
-        return self._get(dest, VersionId=version_id)
+        return found
 
     def promote(self, dest: Destination, version_id: str, ctx: SecretContext) -> None:
         raw = self._describe_raw(dest)

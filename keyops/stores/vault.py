@@ -196,15 +196,24 @@ class VaultStore(SecretStore):
         return self._call(f"{mount}/{path} (metadata)", run)
 
     def _data(self, mount: str, path: str, version: int | None = None) -> dict[str, Any] | None:
-        def run(c: hvac.Client) -> dict[str, Any] | None:
+        return self._read(mount, path, version)[0]
+
+    def _read(
+        self, mount: str, path: str, version: int | None = None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """One read: the version's data and its metadata (``version`` number,
+        ``custom_metadata``), so callers need no separate metadata call."""
+
+        def run(c: hvac.Client) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
             try:
                 response = c.secrets.kv.v2.read_secret_version(
                     path=path, version=version, mount_point=mount, raise_on_deleted_version=False
                 )
             except hvac_errors.InvalidPath:
-                return None
-            data = response.get("data", {}).get("data")
-            return dict(data) if isinstance(data, dict) else None
+                return None, None
+            body = response.get("data") or {}
+            data, meta = body.get("data"), body.get("metadata")
+            return (dict(data) if isinstance(data, dict) else None), (dict(meta) if isinstance(meta, dict) else None)
 
         return self._call(f"{mount}/{path}", run)
 
@@ -303,15 +312,15 @@ class VaultStore(SecretStore):
         mount, path = dest.mount, dest.path
         self._check_owner(dest, self._metadata(mount, path), ctx)
         staging = path + self._suffix
-        staged_meta = self._metadata(mount, staging)
-        existing = self._stored(self._data(mount, staging), frozenset())
+        data, staged_meta = self._read(mount, staging)
+        existing = self._stored(data, frozenset())
         if existing is not None and existing.version_id == version_id:
             if existing.material != material:
                 raise StoreConflictError(f"{dest.uri} already holds pending version {version_id} with other material")
             return
-        cas = int(staged_meta.get("current_version") or 0) if staged_meta else 0
-        if staged_meta is None:
-            self._set_metadata(mount, staging, ctx)
+        # The staging path needs no metadata of its own: ownership is the
+        # main path's, and promotion deletes the staging copy entirely.
+        cas = int(staged_meta.get("version") or 0) if staged_meta else 0
         self._write(mount, staging, {self._field: material, VERSION_FIELD: version_id}, cas=cas)
 
     def read(self, dest: Destination, stage: Stage = Stage.CURRENT) -> StoredVersion | None:
@@ -347,15 +356,20 @@ class VaultStore(SecretStore):
     def promote(self, dest: Destination, version_id: str, ctx: SecretContext) -> None:
         mount, path = dest.mount, dest.path
         staging = path + self._suffix
-        meta = self._metadata(mount, path)
-        self._check_owner(dest, meta, ctx)
-        latest = int(meta.get("current_version") or 0) if meta else 0
-        current = self._stored(self._data(mount, path), frozenset()) if latest else None
+        data, version_meta = self._read(mount, path)
+        latest = int(version_meta.get("version") or 0) if version_meta else 0
+        owner = self._owner(version_meta)
+        if latest and owner != ctx.key_id:
+            raise StoreConflictError(
+                f"{dest.uri} holds data keyops does not own for key {ctx.key_name}; "
+                f"pick another destination or adopt it with --adopt"
+            )
+        current = self._stored(data, frozenset())
         if current is None or current.version_id != version_id:
             pending = self._stored(self._data(mount, staging), frozenset())
             if pending is None or pending.version_id != version_id:
                 raise StoreNotFoundError(f"{dest.uri} holds no pending version {version_id} to promote")
-            if meta is None or self._owner(meta) != ctx.key_id:
+            if owner != ctx.key_id:
                 self._set_metadata(mount, path, ctx)
             self._write(mount, path, {self._field: pending.material, VERSION_FIELD: version_id}, cas=latest)
         # The staging copy is no longer needed; destroying it is idempotent.
@@ -394,10 +408,9 @@ class VaultStore(SecretStore):
 
     def delete(self, dest: Destination, key_id: str) -> None:
         mount, path = dest.mount, dest.path
+        if self._owner(self._metadata(mount, path)) != key_id:
+            return
         for target in (path + self._suffix, path):
-            meta = self._metadata(mount, target)
-            if meta is None or self._owner(meta) != key_id:
-                continue
             self._call(
                 f"{mount}/{target} (delete)",
                 lambda c, t=target: c.secrets.kv.v2.delete_metadata_and_all_versions(  # type: ignore[misc]

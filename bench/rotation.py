@@ -1,0 +1,157 @@
+"""Rotation throughput: keys/s and the latency of one rotation, serial vs
+concurrent.
+
+Every key has one Vault destination (a real OpenBao dev server) and one AWS
+Secrets Manager destination (moto's server, in its own process so it does
+not share this process's GIL). The same keys are made due and rotated once
+with ``rotation.concurrency = 1`` and once with the configured default, and
+the figures of both runs are printed. The engine must overlap store I/O: the
+target is at least 5x the serial rate.
+
+    python bench/rotation.py                     # 10,000 keys (slow: minutes)
+    python bench/rotation.py --keys 500          # a quick run
+    python bench/rotation.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import update  # noqa: E402
+
+from keyops.bootstrap import App, build  # noqa: E402
+from keyops.config import RotationSettings, load_settings  # noqa: E402
+from keyops.inventory import models  # noqa: E402
+from keyops.inventory.types import utcnow  # noqa: E402
+from keyops.lifecycle.rotation import RotationEngine  # noqa: E402
+from tests.support.servers import OpenBaoServer, free_port, wait_until  # noqa: E402
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1) as response:  # noqa: S310
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_until(up, timeout=60, what="moto_server")
+    return proc, endpoint
+
+
+def make_due(app: App) -> None:
+    with app.sessions.begin() as session:
+        session.execute(update(models.Key).values(next_rotation_at=utcnow() - timedelta(seconds=1)))
+
+
+def run_phase(app: App, concurrency: int, keys: int) -> dict[str, float]:
+    settings = RotationSettings(**{**app.settings.rotation.__dict__, "concurrency": concurrency})
+    engine = RotationEngine(app.sessions, app.stores, settings, key_prefix=app.settings.keys.prefix)
+    make_due(app)
+    durations: list[float] = []
+    failed = 0
+    started = time.perf_counter()
+    batch = max(100, concurrency * 25)
+    while True:
+        results = engine.rotate_due(limit=batch)
+        if not results:
+            break
+        for result in results:
+            if result.ok and result.finished_at is not None:
+                durations.append((result.finished_at - result.created_at).total_seconds())
+            else:
+                failed += 1
+    elapsed = time.perf_counter() - started
+    durations.sort()
+    return {
+        "concurrency": concurrency,
+        "rotated": len(durations),
+        "failed": failed,
+        "seconds": elapsed,
+        "keys_per_s": len(durations) / elapsed if elapsed else 0.0,
+        "p50_ms": statistics.median(durations) * 1000 if durations else 0.0,
+        "p99_ms": durations[min(len(durations) - 1, int(len(durations) * 0.99))] * 1000 if durations else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keys", type=int, default=10000)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--concurrency", type=int, default=0, help="the concurrent run (default: the setting's default)")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="keyops-bench-"))
+    bao = OpenBaoServer()
+    bao.start()
+    moto, endpoint = start_moto()
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"})
+    env = {
+        "KEYOPS_DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'keyops.db'}",
+        "KEYOPS_DATABASE_POOL_SIZE": "20",
+        "KEYOPS_STORES_VAULT_ADDR": bao.addr,
+        "KEYOPS_STORES_VAULT_TOKEN": bao.root_token,
+        "KEYOPS_STORES_AWS_ENDPOINT_URL": endpoint,
+        "KEYOPS_STORES_AWS_REGION": "us-east-1",
+        "KEYOPS_LOG_LEVEL": "WARNING",
+    }
+    app = build(load_settings(env=env))
+    try:
+        default_concurrency = args.concurrency or app.settings.rotation.concurrency
+        started = time.perf_counter()
+
+        def issue(i: int) -> None:
+            app.keys.issue(
+                f"bench/key-{i:05d}",
+                owner="bench",
+                profile="interactive",
+                policy="standard",
+                actor="bench",
+                destinations=[f"vault:secret/bench/key-{i:05d}", f"aws-sm:bench/key-{i:05d}"],
+            )
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(issue, range(args.keys)))
+        print(f"issued {args.keys} keys with 2 destinations each in {time.perf_counter() - started:.1f}s")
+        database = "PostgreSQL" if args.database_url.startswith("postgres") else "SQLite"
+        print(f"inventory: {database}; stores: OpenBao {bao.addr}, moto_server {endpoint}")
+        print(f"{'concurrency':>11} {'rotated':>8} {'failed':>6} {'seconds':>8} {'keys/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        phases = []
+        for concurrency in (1, default_concurrency):
+            figures = run_phase(app, concurrency, args.keys)
+            phases.append(figures)
+            print(
+                f"{figures['concurrency']:>11.0f} {figures['rotated']:>8.0f} {figures['failed']:>6.0f} "
+                f"{figures['seconds']:>8.1f} {figures['keys_per_s']:>8.1f} {figures['p50_ms']:>8.1f} "
+                f"{figures['p99_ms']:>8.1f}"
+            )
+        speedup = phases[1]["keys_per_s"] / phases[0]["keys_per_s"] if phases[0]["keys_per_s"] else 0.0
+        print(f"speed-up at concurrency {default_concurrency}: {speedup:.1f}x (target >= 5x)")
+    finally:
+        app.close()
+        bao.stop()
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
