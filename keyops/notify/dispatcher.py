@@ -17,6 +17,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,11 @@ from keyops.notify.webhooks import EventData, Sink, SlackSink, WebhookSink
 
 log = logging.getLogger("keyops.notify")
 MAX_ROUNDS = 50
+#: Deliveries to one sink sent one after another by one thread; a transport
+#: failure (refused, timeout) stops the chunk, so a hanging sink costs one
+#: timeout per chunk, not one per delivery.
+CHUNK = 4
+SKIPPED = "skipped: the sink failed earlier in this round"
 
 
 @dataclass
@@ -99,7 +105,12 @@ class Dispatcher:
         self._settings = settings
         self.sinks = dict(sinks)
         self._timeout = _seconds(settings.timeout)
-        self._lease = timedelta(seconds=_seconds(settings.lease))
+        # A claim must outlive the slowest round, or another replica could
+        # take the deliveries over mid-send (duplicates, order lost).
+        chunks = math.ceil(settings.batch_size / CHUNK) + len(sinks)
+        slowest_round = self._timeout * CHUNK * math.ceil(chunks / settings.concurrency) + 30
+        self._lease = timedelta(seconds=max(_seconds(settings.lease), slowest_round))
+        self._per_sink = CHUNK * settings.concurrency
         self._initial = _seconds(settings.backoff_initial)
         self._max = _seconds(settings.backoff_max)
         self._transport = transport
@@ -108,7 +119,7 @@ class Dispatcher:
 
     # -- claiming ---------------------------------------------------------
 
-    def _claim(self, now: datetime, worker_id: str) -> list[tuple[str, str, EventData]]:
+    def _claim(self, now: datetime, worker_id: str, skip_sinks: set[str]) -> list[tuple[str, str, EventData]]:
         d, e = OutboxDelivery, OutboxEvent
         earlier_d, earlier_e = aliased(OutboxDelivery), aliased(OutboxEvent)
         blocked = (
@@ -125,14 +136,19 @@ class Dispatcher:
             .where(d.status == "pending", d.next_attempt_at <= now)
             .where(or_(d.lease_expires_at.is_(None), d.lease_expires_at < now))
             .where(or_(e.key_id.is_(None), ~blocked))
+            .where(d.sink.not_in(sorted(skip_sinks)))
             .order_by(d.event_seq, d.sink)
             .limit(self._settings.batch_size)
         )
         if self._postgres:
             stmt = stmt.with_for_update(of=d, skip_locked=True)
         claimed: list[tuple[str, str, EventData]] = []
+        per_sink: dict[str, int] = {}
         with self._sessions.begin() as session:
             for delivery, event in session.execute(stmt).all():
+                per_sink[delivery.sink] = per_sink.get(delivery.sink, 0) + 1
+                if per_sink[delivery.sink] > self._per_sink:
+                    continue  # next round: one sink must not fill every thread
                 delivery.lease_owner = worker_id
                 delivery.lease_expires_at = now + self._lease
                 data = EventData(
@@ -148,19 +164,34 @@ class Dispatcher:
 
     # -- sending ----------------------------------------------------------
 
-    def _send(self, client: httpx.Client, sink_name: str, event: EventData) -> str | None:
-        """None on success, else a one-line error."""
+    def _send(self, client: httpx.Client, sink_name: str, event: EventData) -> tuple[str | None, bool]:
+        """(None, False) on success, else a one-line error and whether the
+        sink could not be reached at all (then the rest of its chunk waits)."""
         sink = self.sinks.get(sink_name)
         if sink is None:
-            return f"sink {sink_name!r} is no longer configured"
+            return f"sink {sink_name!r} is no longer configured", False
         try:
             request = sink.request(event, utcnow())
             response = client.post(request.url, content=request.body, headers=request.headers)
         except httpx.HTTPError as exc:
-            return _one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__
+            return (_one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__), True
         if 200 <= response.status_code < 300:
-            return None
-        return f"HTTP {response.status_code} from the sink"
+            return None, False
+        return f"HTTP {response.status_code} from the sink", False
+
+    def _send_chunk(
+        self, client: httpx.Client, sink_name: str, items: list[tuple[str, EventData]], broken: set[str]
+    ) -> list[tuple[str, str, str | None]]:
+        results: list[tuple[str, str, str | None]] = []
+        for delivery_id, event in items:
+            if sink_name in broken:
+                results.append((delivery_id, sink_name, SKIPPED))
+                continue
+            error, unreachable = self._send(client, sink_name, event)
+            results.append((delivery_id, sink_name, error))
+            if unreachable:
+                broken.add(sink_name)
+        return results
 
     def _record(
         self, results: Sequence[tuple[str, str, str | None]], now: datetime, worker_id: str, report: DispatchReport
@@ -174,9 +205,11 @@ class Dispatcher:
                 row = rows.get(delivery_id)
                 if row is None or row.lease_owner != worker_id or row.status != "pending":
                     continue  # our lease expired and another replica took it over
-                row.attempts += 1
                 row.lease_owner = None
                 row.lease_expires_at = None
+                if error == SKIPPED:
+                    continue  # not attempted: no attempt counted, due again at once
+                row.attempts += 1
                 if error is None:
                     row.status = "delivered"
                     row.delivered_at = utcnow()
@@ -214,13 +247,21 @@ class Dispatcher:
             ) as client,
             ThreadPoolExecutor(max_workers=self._settings.concurrency, thread_name_prefix="keyops-notify") as pool,
         ):
+            broken: set[str] = set()  # unreachable this call: left for the next call
             for _ in range(MAX_ROUNDS):
-                claimed = self._claim(now, worker_id)
+                claimed = self._claim(now, worker_id, broken)
                 if not claimed:
                     break
                 report.claimed += len(claimed)
-                futures = [(did, sink, pool.submit(self._send, client, sink, ev)) for did, sink, ev in claimed]
-                results = [(did, sink, fut.result()) for did, sink, fut in futures]
+                by_sink: dict[str, list[tuple[str, EventData]]] = {}
+                for did, sink, ev in claimed:
+                    by_sink.setdefault(sink, []).append((did, ev))
+                futures = [
+                    pool.submit(self._send_chunk, client, sink, items[i : i + CHUNK], broken)
+                    for sink, items in by_sink.items()
+                    for i in range(0, len(items), CHUNK)
+                ]
+                results = [result for future in futures for result in future.result()]
                 self._record(results, now, worker_id, report)
                 if not any(error is None for _, _, error in results):
                     break

@@ -10,6 +10,7 @@ import hmac
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -226,8 +227,9 @@ def test_dead_after_max_attempts_and_unconfigured_sink(env: dict[str, str]) -> N
             event = emit(session, "test.step", None, {"n": 3})
             session.add(models.OutboxDelivery(event_seq=event.seq, sink="gone", next_attempt_at=datetime.now(UTC)))
         start = datetime.now(UTC)
-        app.notify.deliver_due(start, worker_id="w")
-        app.notify.deliver_due(start + timedelta(hours=1), worker_id="w")
+        # An unreachable sink is tried once per call (the rest waits), so it takes a few calls.
+        for hours in range(5):
+            app.notify.deliver_due(start + timedelta(hours=hours), worker_id="w")
         statuses = sorted((r.sink, r.status, r.attempts) for r in app.notify.list_deliveries())
         assert statuses == [("gone", "dead", 1), ("ops", "dead", 2), ("ops", "dead", 2)]
         assert all(r.last_error for r in app.notify.list_deliveries())
@@ -260,3 +262,40 @@ def test_events_list_cli(cli, env: dict[str, str]) -> None:  # type: ignore[no-u
     )
     bad = cli("events", "list", "--status", "lost", extra_env=extra)
     assert bad.code == 6 and "unknown status" in bad.stderr
+
+
+def test_a_hanging_sink_costs_one_timeout_and_delays_no_other_sink(
+    env: dict[str, str], sinks: tuple[Receiver, Receiver]
+) -> None:
+    _, audit_sink = sinks
+    hanging = socket.socket()  # accepts connections (kernel backlog) and never answers
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)
+    env = dict(env)
+    env.update(
+        {
+            "KEYOPS_NOTIFY_WEBHOOKS_SLOW_URL": f"http://127.0.0.1:{hanging.getsockname()[1]}/hooks",
+            "KEYOPS_NOTIFY_WEBHOOKS_SLOW_SECRET": OPS_SECRET,
+            "KEYOPS_NOTIFY_WEBHOOKS_AUDIT_URL": f"http://127.0.0.1:{audit_sink.port}/hooks",
+            "KEYOPS_NOTIFY_WEBHOOKS_AUDIT_SECRET": AUDIT_SECRET,
+            "KEYOPS_NOTIFY_TIMEOUT": "1s",
+        }
+    )
+    app = build(load_settings(env=env))
+    try:
+        with app.sessions.begin() as session:
+            for i in range(12):
+                emit(session, "test.step", None, {"step": i})
+        started = time.monotonic()
+        report = app.notify.deliver_due(worker_id="w")
+        elapsed = time.monotonic() - started
+        assert len(audit_sink.accepted) == 12  # the other sink got everything, in the same call
+        assert elapsed < 8, elapsed  # 12 deliveries to a hanging sink did not cost 12 timeouts
+        slow = [r for r in app.notify.list_deliveries() if r.sink == "slow"]
+        assert {r.status for r in slow} == {"pending"}
+        attempted = [r for r in slow if r.attempts]
+        assert 1 <= len(attempted) <= 3 and all("Timeout" in r.last_error for r in attempted)
+        assert report.delivered == 12
+    finally:
+        app.close()
+        hanging.close()
