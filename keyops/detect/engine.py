@@ -46,6 +46,10 @@ from keyops.detect.state import (
 
 HOUSEKEEPING_EVERY = 3600
 LIVE_WITHIN = 3600.0
+#: Evidence a cluster membership adds per coordination round: the first round
+#: reaches "medium", a second consecutive round "critical". A cluster must
+#: persist for two rounds before its members are acted on.
+CLUSTER_SIGNAL = 4.5
 _LN2 = math.log(2.0)
 
 
@@ -377,7 +381,7 @@ class Engine:
             for st in cluster.members:
                 self._decay(st, float(now))
                 st.cluster = cid
-                st.evidence[COORDINATED] += 2.0
+                st.evidence[COORDINATED] += CLUSTER_SIGNAL
                 st.details[COORDINATED] = {
                     "summary": f"member of a cluster of {len(ids)} keys of {len(cluster.owners)} owners",
                     "cluster_id": cid,

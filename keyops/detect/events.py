@@ -212,10 +212,10 @@ def parse_event(
         return ts
     if ts < MIN_TS:
         return "ts is before 2000-01-01 (epoch seconds expected, not milliseconds?)"
-    if now is not None and ts > now + max_future:
-        return f"ts is {ts - now:.0f}s in the future (at most {max_future:.0f}s allowed); check the gateway's clock"
     if ts > 4102444800.0:  # 2100-01-01: milliseconds given as seconds
         return "ts is after 2100-01-01 (epoch seconds expected, not milliseconds?)"
+    if now is not None and ts > now + max_future:
+        return f"ts is {ts - now:.0f}s in the future (at most {max_future:.0f}s allowed); check the gateway's clock"
     ref = _key_ref(obj)
     if ref[0] == "!":
         return ref[1:]

@@ -3,7 +3,7 @@
 Hysteresis and combination live here:
 
 * Evidence per detector is a leaky integrator (half-life ``HALF_LIFE``);
-  one window adds at most 1 (coordination 2), and the levels need 1, 2.5, 5
+  one window adds at most 1 (a coordination round 4.5), and the levels need 1, 2.5, 5
   and 8. A single noisy window can reach ``low``; ``high`` needs about half
   an hour of sustained anomaly, ``critical`` about an hour.
 * Detectors are grouped into *axes* (load, automation, intent, output,

@@ -17,7 +17,9 @@ Z_FULL = 6.0
 
 def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
     m = st.acc_prompts
-    if m < cfg.reasoning_min or st.strong == 0:
+    # The window itself must show the excess: counts from one earlier burst
+    # must not keep adding evidence window after window (hysteresis).
+    if m < cfg.reasoning_min or st.strong <= cfg.reasoning_expected * st.prompts:
         return None
     z = excess_z(st.acc_strong, m, cfg.reasoning_expected)
     strength = clamp((z - Z_START) / (Z_FULL - Z_START))

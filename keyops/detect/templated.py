@@ -62,6 +62,9 @@ def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
     if m < cfg.templated_min or st.prompts == 0:
         return None
     exp_skel, exp_dup = expected(st, cfg)
+    # The window itself must show the excess (see reasoning.judge).
+    if st.skel_hits <= exp_skel * st.prompts and st.dup_hits <= exp_dup * st.prompts:
+        return None
     z_skel = excess_z(st.acc_skel, m, exp_skel) if cfg.skeleton_expected < 1.0 else 0.0
     z_dup = excess_z(st.acc_dup, m, exp_dup) if cfg.duplicate_expected < 1.0 else 0.0
     z = max(z_skel, z_dup)

@@ -195,9 +195,10 @@ class _World:
             self.emit(key, ts, make(), net=net, ua=ua, **kw)
 
 
-def generate(seed: int = 7, days: int = 4, scale: float = 1.0) -> Traffic:
+def generate(seed: int = 7, days: int = 4, scale: float = 1.0, attack_hours: float = 5.0) -> Traffic:
     """Every scenario; attacks start after the 3-day learning period unless
-    the scenario says otherwise (``days`` must be at least 4)."""
+    the scenario says otherwise (``days`` must be at least 4).
+    ``attack_hours`` is how long the volumetric extraction lasts."""
     if days < 4:
         raise ValueError("the scenarios need at least 4 days of event time")
     w = _World(seed, days, scale)
@@ -275,7 +276,7 @@ def generate(seed: int = 7, days: int = 4, scale: float = 1.0) -> Traffic:
     net, ua = w.network(), "research-nb/1.2"
     w.interactive_user(vol, 0.5, net=net, ua=ua)
     start = attack_day + 10 * 3600
-    for ts in w.arrivals(lambda m: np.full(m.shape, 100.0), start, start + 5 * 3600):
+    for ts in w.arrivals(lambda m: np.full(m.shape, 100.0), start, start + attack_hours * 3600):
         w.emit(
             vol,
             ts,
@@ -318,7 +319,7 @@ def generate(seed: int = 7, days: int = 4, scale: float = 1.0) -> Traffic:
         w.emit(leaked, ts, rng.choice(SERVICE_TEMPLATES).format(q=w.words(10, 30)), net=net, ua=ua, tokens_out=(20, 80))
     thief_net = w.network()
     start = attack_day + 4 * 3600
-    for ts in w.arrivals(lambda m: np.full(m.shape, 6.0), start, w.end):
+    for ts in w.arrivals(lambda m: np.full(m.shape, 6.0), start, min(w.end, start + 4 * attack_hours * 3600)):
         w.emit(leaked, ts, w.diverse(), net=thief_net, ua="curl/8.4.0", tokens_out=(400, 1200), attack=True)
 
     proxy = w.key("reseller/proxy-gateway", "reseller", "interactive", "attack-proxy-mix", True)
