@@ -110,7 +110,6 @@ class Dispatcher:
         chunks = math.ceil(settings.batch_size / CHUNK) + len(sinks)
         slowest_round = self._timeout * CHUNK * math.ceil(chunks / settings.concurrency) + 30
         self._lease = timedelta(seconds=max(_seconds(settings.lease), slowest_round))
-        self._per_sink = CHUNK * settings.concurrency
         self._initial = _seconds(settings.backoff_initial)
         self._max = _seconds(settings.backoff_max)
         self._transport = transport
@@ -143,12 +142,8 @@ class Dispatcher:
         if self._postgres:
             stmt = stmt.with_for_update(of=d, skip_locked=True)
         claimed: list[tuple[str, str, EventData]] = []
-        per_sink: dict[str, int] = {}
         with self._sessions.begin() as session:
             for delivery, event in session.execute(stmt).all():
-                per_sink[delivery.sink] = per_sink.get(delivery.sink, 0) + 1
-                if per_sink[delivery.sink] > self._per_sink:
-                    continue  # next round: one sink must not fill every thread
                 delivery.lease_owner = worker_id
                 delivery.lease_expires_at = now + self._lease
                 data = EventData(
