@@ -54,7 +54,7 @@ def list_events(
         return
     print_table(
         None,
-        ["seq", "created", "event", "key", "sink", "status", "attempts", "last error"],
+        ["seq", "created", "event", "key", "sink", "status", "attempts", "next try", "last error"],
         [
             (
                 d["seq"],
@@ -64,6 +64,7 @@ def list_events(
                 d["sink"],
                 d["status"],
                 d["attempts"],
+                short_time(d["next_attempt_at"]),
                 d["last_error"] or "-",
             )
             for d in docs

@@ -271,7 +271,7 @@ class Dispatcher:
             select(OutboxDelivery, OutboxEvent, Key.name)
             .join(OutboxEvent, OutboxEvent.seq == OutboxDelivery.event_seq)
             .outerjoin(Key, Key.id == OutboxEvent.key_id)
-            .order_by(OutboxDelivery.event_seq.desc(), OutboxDelivery.sink)
+            .order_by(OutboxDelivery.event_seq.desc(), OutboxDelivery.sink.desc())
             .limit(limit)
         )
         if status:
