@@ -15,8 +15,9 @@ version do the (idempotent) store calls twice at worst and record it once.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,9 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from keyops import audit
 from keyops.domain.specs import RotationPolicy
 from keyops.domain.states import VersionState
-from keyops.errors import StoreError
+from keyops.errors import KeyOpsError, StoreError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
+from keyops.issuers import IssuerContext, IssuerRegistry, NativeOnly
 from keyops.lifecycle import claims
 from keyops.lifecycle.specs import policy_from_row
 from keyops.stores.registry import StoreRegistry
@@ -55,6 +57,10 @@ class _Candidate:
     number: int
     destinations: tuple[str, ...]
     why: str
+    # Who minted it: a cloud credential is deactivated once no store serves it.
+    issuer: str = "native"
+    external_id: str | None = None
+    issuer_config: dict[str, Any] = field(default_factory=dict)
 
 
 def _policies(session: Session) -> dict[str, RotationPolicy]:
@@ -75,9 +81,16 @@ def _superseded_at(session: Session, version: models.KeyVersion) -> tuple[dateti
 
 
 class Retirer:
-    def __init__(self, sessions: sessionmaker[Session], stores: StoreRegistry) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        stores: StoreRegistry,
+        *,
+        issuers: IssuerRegistry | NativeOnly | None = None,
+    ) -> None:
         self._sessions = sessions
         self._stores = stores
+        self._issuers = issuers
 
     def candidates(self, now: datetime, limit: int) -> list[_Candidate]:
         found: list[_Candidate] = []
@@ -106,7 +119,15 @@ class Retirer:
                 if why:
                     found.append(
                         _Candidate(
-                            version.id, key.id, key.name, version.number, tuple(d.uri for d in key.destinations), why
+                            version.id,
+                            key.id,
+                            key.name,
+                            version.number,
+                            tuple(d.uri for d in key.destinations),
+                            why,
+                            key.issuer,
+                            version.external_id,
+                            dict(key.issuer_config or {}),
                         )
                     )
         return found
@@ -123,7 +144,15 @@ class Retirer:
             key = session.get(models.Key, version.key_id)
             assert key is not None
             candidate = _Candidate(
-                version.id, key.id, key.name, version.number, tuple(d.uri for d in key.destinations), why
+                version.id,
+                key.id,
+                key.name,
+                version.number,
+                tuple(d.uri for d in key.destinations),
+                why,
+                key.issuer,
+                version.external_id,
+                dict(key.issuer_config or {}),
             )
         return self.retire_one(candidate, actor=actor)
 
@@ -138,6 +167,17 @@ class Retirer:
                     extra={"key": c.key_name, "version": c.number, "destination": uri, "error": exc.message},
                 )
                 return Retired(c.key_id, c.key_name, c.number, c.why, error=f"{uri}: {exc.message}")
+        if c.issuer != "native" and self._issuers is not None:
+            # No store serves it any more: now it may stop working (deleted after the hold).
+            try:
+                ctx = IssuerContext(key_id=c.key_id, key_name=c.key_name, config=c.issuer_config)
+                self._issuers.get(c.issuer).deactivate(ctx, c.external_id)
+            except KeyOpsError as exc:
+                log.warning(
+                    "could not deactivate a previous version at its issuer; will retry",
+                    extra={"key": c.key_name, "version": c.number, "issuer": c.issuer, "error": exc.message},
+                )
+                return Retired(c.key_id, c.key_name, c.number, c.why, error=f"{c.issuer}: {exc.message}")
         with self._sessions.begin() as session:
             version = session.execute(
                 select(models.KeyVersion).where(models.KeyVersion.id == c.version_id).with_for_update()

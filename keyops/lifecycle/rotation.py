@@ -44,6 +44,8 @@ from keyops.domain.states import KeyState, can_rotate
 from keyops.errors import ConflictError, InvalidInputError, InvalidStateError, NotFoundError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
+from keyops.issuers import IssuerRegistry, context_of
+from keyops.issuers.janitor import IssuerJanitor
 from keyops.lifecycle import claims
 from keyops.lifecycle.keys import find_key
 from keyops.lifecycle.reconcile import Reconciler, ReconcileReport
@@ -71,6 +73,7 @@ class RotationEngine:
         *,
         key_prefix: str,
         worker_id: str | None = None,
+        issuers: IssuerRegistry | None = None,
     ) -> None:
         self._sessions = sessions
         self._stores = stores
@@ -86,8 +89,11 @@ class RotationEngine:
             backoff_initial=parse_duration(settings.backoff_initial),
             backoff_max=parse_duration(settings.backoff_max),
             lease_seconds=int(self._lease.total_seconds()),
+            issuers=issuers,
         )
-        self.retirer = Retirer(sessions, stores)
+        self.retirer = Retirer(sessions, stores, issuers=self.runner.issuers)
+        #: Deletes deactivated cloud credentials after their hold (issue 6).
+        self.janitor = IssuerJanitor(sessions, issuers) if issuers is not None else None
         self.reconciler = Reconciler(sessions, stores)
 
     @property
@@ -112,8 +118,11 @@ class RotationEngine:
         reason: str = "",
         trigger: str = "manual",
         worker_id: str | None = None,
+        evict_oldest_inactive: bool = False,
     ) -> RotationResult:
-        """Rotate one key now; returns when it finished, failed or was rolled back."""
+        """Rotate one key now; returns when it finished, failed or was rolled back.
+        ``evict_oldest_inactive``: a cloud issuer may delete the oldest inactive
+        credential to make room (an IAM user already holding two keys)."""
         if grace_seconds is not None and not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
             raise InvalidInputError(f"grace must be between 0 and {MAX_GRACE_SECONDS} seconds, got {grace_seconds}")
         if trigger not in TRIGGERS:
@@ -121,12 +130,11 @@ class RotationEngine:
         if len(reason) > 1000:
             raise InvalidInputError("reason is too long (at most 1000 characters)")
         worker = worker_id or self.worker_id
+        self._preflight(name_or_id, evict_oldest_inactive)
         with self._sessions.begin() as session:
             key = find_key(session, name_or_id, for_update=True)
             if not can_rotate(key.state):
                 raise InvalidStateError(f"cannot rotate {key.name}: it is {key.state}")
-            if key.issuer != "native":
-                raise InvalidStateError(f"cannot rotate {key.name} here: its material is minted by {key.issuer}")
             grace = grace_seconds if grace_seconds is not None else self._policy_grace(session, key.policy)
             existing = claims.unfinished_rotation(session, key.id)
             now = utcnow()
@@ -141,12 +149,28 @@ class RotationEngine:
                 if grace_seconds is not None and existing.step not in ("activated", "promoted"):
                     rotation.grace_seconds = min(rotation.grace_seconds, grace)
                 self._take(session, rotation, worker, now, actor=actor, reason=reason or "taken over by a new rotate")
+                if evict_oldest_inactive:
+                    rotation.steps = [*(rotation.steps or []), {"step": "evict_allowed", "evict": True}]
             else:
                 rotation = self._start(
                     session, key, worker, now, grace=grace, actor=actor, reason=reason, trigger=trigger
                 )
+                if evict_oldest_inactive:
+                    rotation.steps = [*(rotation.steps or []), {"step": "evict_allowed", "evict": True}]
             rotation_id = rotation.id
         return self._drive(rotation_id, worker)
+
+    def _preflight(self, name_or_id: str, evict: bool) -> None:
+        """Ask a cloud issuer whether it can mint now (before anything is
+        written, and outside any transaction: it calls the vendor)."""
+        with self._sessions() as session:
+            key = find_key(session, name_or_id)
+            if key.issuer == "native" or not can_rotate(key.state):
+                return
+            if claims.unfinished_rotation(session, key.id) is not None:
+                return  # that rotation may already hold the new credential
+            ctx = context_of(key, evict=evict)
+        self.runner.issuers.get(key.issuer).preflight(ctx)
 
     def _policy_grace(self, session: Session, policy_name: str) -> int:
         try:
@@ -265,7 +289,7 @@ class RotationEngine:
         with self._sessions.begin() as session:
             graces: dict[str, int] = {}
             for key in claims.due_keys(session, now, limit):
-                if key.issuer != "native" or claims.unfinished_rotation(session, key.id) is not None:
+                if claims.unfinished_rotation(session, key.id) is not None:
                     continue
                 if not key.destinations:
                     # Nobody would receive the new key: a scheduled rotation
@@ -324,7 +348,10 @@ class RotationEngine:
         return self._drive_many(ids, worker, progress)
 
     def retire_ended_grace(self, now: datetime | None = None, worker_id: str | None = None) -> list[Retired]:
-        return self.retirer.retire_ended_grace(now, worker_id=worker_id or self.worker_id)
+        retired = self.retirer.retire_ended_grace(now, worker_id=worker_id or self.worker_id)
+        if self.janitor is not None:
+            self.janitor.sweep(now)  # deactivated cloud credentials whose hold ended
+        return retired
 
     def reconcile(self, repair: bool = False, *, actor: str = "keyops:reconcile") -> ReconcileReport:
         return self.reconciler.run(repair=repair, actor=actor)

@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -49,6 +49,7 @@ from keyops.domain.states import KeyState, VersionState
 from keyops.errors import KeyOpsError, StoreConflictError, StoreError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
+from keyops.issuers import IssuerContext, IssuerRegistry, NativeOnly
 from keyops.lifecycle import backoff
 from keyops.lifecycle.rotation_result import RotationResult, result_of
 from keyops.lifecycle.specs import get_policy
@@ -82,6 +83,23 @@ class Snapshot:
     new_secret_hash: str | None
     grace_seconds: int
     done: frozenset[str]
+    # The key's issuer (native, aws-iam) and what it needs (issue 6).
+    issuer: str = "native"
+    issuer_config: dict[str, Any] | None = None
+    known_ids: frozenset[str] = frozenset()
+    new_external_id: str | None = None
+    minting_since: datetime | None = None
+    evict: bool = False
+
+    def issuer_ctx(self, minting_since: datetime | None = None) -> IssuerContext:
+        return IssuerContext(
+            key_id=self.key_id,
+            key_name=self.key_name,
+            config=dict(self.issuer_config or {}),
+            known_ids=self.known_ids,
+            minting_since=minting_since,
+            evict=self.evict,
+        )
 
     def ctx(self) -> SecretContext:
         return SecretContext(
@@ -105,8 +123,11 @@ class RotationRunner:
         lease_seconds: int,
         checkpoint: Checkpoint | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        issuers: IssuerRegistry | NativeOnly | None = None,
     ) -> None:
         self._sessions = sessions
+        #: Who mints material: the engine only talks to the Issuer interface.
+        self.issuers = issuers if issuers is not None else NativeOnly(key_prefix)
         self._stores = stores
         self._prefix = key_prefix
         self._max_attempts = max_attempts
@@ -151,6 +172,7 @@ class RotationRunner:
             assert key is not None
             version = session.get(models.KeyVersion, rotation.new_version_id) if rotation.new_version_id else None
             done = frozenset(f"{e['step']}:{e['destination']}" for e in (rotation.steps or []) if e.get("destination"))
+            minting = [e["at"] for e in (rotation.steps or []) if e.get("step") == "minting"]
             return Snapshot(
                 rotation_id=rotation.id,
                 step=rotation.step,
@@ -164,6 +186,12 @@ class RotationRunner:
                 new_secret_hash=version.secret_hash if version else None,
                 grace_seconds=rotation.grace_seconds,
                 done=done,
+                issuer=key.issuer,
+                issuer_config=dict(key.issuer_config or {}),
+                known_ids=frozenset(v.external_id for v in key.versions if v.external_id),
+                new_external_id=version.external_id if version else None,
+                minting_since=datetime.fromisoformat(minting[0]) if minting else None,
+                evict=any(e.get("evict") for e in (rotation.steps or [])),
             )
 
     def _retry(self, rotation_id: str, worker_id: str, what: str, fn: Callable[[], T]) -> T:
@@ -233,7 +261,8 @@ class RotationRunner:
             self._put_pending(rotation_id, worker_id, snap, material)
             snap = self.snapshot(rotation_id)
         if snap.step == "pending":
-            self._test(rotation_id, worker_id, snap)
+            assert material is not None
+            self._test(rotation_id, worker_id, snap, material)
             snap = self.snapshot(rotation_id)
         if snap.step == "tested":
             self._activate(rotation_id, worker_id)
@@ -246,7 +275,16 @@ class RotationRunner:
         return material
 
     def _create_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> str:
-        fresh = keyformat.generate(self._prefix)
+        issuer = self.issuers.get(snap.issuer)
+        if issuer.holds_material and snap.minting_since is None:
+            # Persisted before the vendor mints: a crash after its call leaves
+            # an orphan that the next attempt recognises (and removes) by time.
+            with self._owned(rotation_id, worker_id) as (_, rotation):
+                self._record(rotation, "minting")
+            self._mark(rotation_id, "minting")
+            snap = self.snapshot(rotation_id)
+        mint = partial(issuer.mint, snap.issuer_ctx(snap.minting_since))
+        fresh = self._retry(rotation_id, worker_id, f"mint with {snap.issuer}", mint)
         with self._owned(rotation_id, worker_id) as (session, rotation):
             numbers = session.execute(
                 select(models.KeyVersion.number).where(models.KeyVersion.key_id == snap.key_id)
@@ -257,6 +295,7 @@ class RotationRunner:
                 state=VersionState.PENDING.value,
                 secret_hash=fresh.secret_hash,
                 display_prefix=fresh.display_prefix,
+                external_id=fresh.external_id,
                 rotation_id=rotation_id,
             )
             session.add(version)
@@ -265,7 +304,7 @@ class RotationRunner:
             rotation.step = "material_created"
             self._record(rotation, "material_created", version=version.number, display_prefix=fresh.display_prefix)
         self._mark(rotation_id, "material_created")
-        return fresh.plaintext
+        return fresh.material
 
     def _recover_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> str:
         """Read the pending plaintext back from a store that holds it; if none
@@ -290,16 +329,22 @@ class RotationRunner:
                 f"rotation {rotation_id}: the stores hold version {snap.new_version_number} with material whose "
                 f"hash the inventory does not know; run keyops reconcile"
             )
-        fresh = keyformat.generate(self._prefix)
+        issuer = self.issuers.get(snap.issuer)
+        # Minted but never delivered (its plaintext died with a crashed worker).
+        discard = partial(issuer.discard, snap.issuer_ctx(), snap.new_external_id)
+        self._retry(rotation_id, worker_id, f"discard with {snap.issuer}", discard)
+        mint = partial(issuer.mint, snap.issuer_ctx(snap.minting_since or utcnow()))
+        fresh = self._retry(rotation_id, worker_id, f"mint with {snap.issuer}", mint)
         with self._owned(rotation_id, worker_id) as (session, rotation):
             version = session.get(models.KeyVersion, snap.new_version_id)
             assert version is not None
             version.secret_hash = fresh.secret_hash
             version.display_prefix = fresh.display_prefix
+            version.external_id = fresh.external_id
             rotation.step = "material_created"
             rotation.steps = [e for e in (rotation.steps or []) if e.get("step") != "pending"]
             self._record(rotation, "material_recreated", display_prefix=fresh.display_prefix)
-        return fresh.plaintext
+        return fresh.material
 
     def _put_pending(self, rotation_id: str, worker_id: str, snap: Snapshot, material: str) -> None:
         assert snap.new_version_id is not None
@@ -321,7 +366,7 @@ class RotationRunner:
             self._record(rotation, "pending_everywhere")
         self._mark(rotation_id, "pending")
 
-    def _test(self, rotation_id: str, worker_id: str, snap: Snapshot) -> None:
+    def _test(self, rotation_id: str, worker_id: str, snap: Snapshot, material: str) -> None:
         for uri in snap.destinations:
             dest, store = self._stores.resolve(uri)
             stored = self._retry(
@@ -335,6 +380,9 @@ class RotationRunner:
                     f"{uri} does not hold the pending version {snap.new_version_number} keyops wrote; "
                     f"something changed it: run keyops reconcile"
                 )
+        issuer = self.issuers.get(snap.issuer)
+        check = partial(issuer.test, snap.issuer_ctx(), material)
+        self._retry(rotation_id, worker_id, f"test with {snap.issuer}", check)
         with self._owned(rotation_id, worker_id) as (_, rotation):
             rotation.step = "tested"
             self._record(rotation, "tested")
@@ -484,6 +532,9 @@ class RotationRunner:
                     f"remove pending from {uri}",
                     partial(store.retire, dest, snap.new_version_id or ""),
                 )
+            issuer = self.issuers.get(snap.issuer)
+            discard = partial(issuer.discard, snap.issuer_ctx(), snap.new_external_id)
+            self._retry(rotation_id, worker_id, "discard the new material", discard)
         with self._owned(rotation_id, worker_id) as (session, rotation):
             if rotation.new_version_id:
                 version = session.get(models.KeyVersion, rotation.new_version_id)
