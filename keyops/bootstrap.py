@@ -20,6 +20,7 @@ from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
 from keyops.inventory import migrate
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
+from keyops.issuers import IssuerRegistry
 from keyops.lifecycle.detection import DetectionService
 from keyops.lifecycle.findings import FindingService
 from keyops.lifecycle.keys import KeyService
@@ -47,6 +48,8 @@ class App:
     stores: StoreRegistry = field(init=False)
     #: The rotation engine: rotate, rotate_due, resume, retire_ended_grace, reconcile.
     rotations: RotationEngine = field(init=False)
+    #: Who mints material (native, aws-iam): ``issuers.get(key.issuer)``.
+    issuers: IssuerRegistry = field(init=False)
 
     #: Usage detection: the daemon's POST /v1/usage calls detection.ingest(events).
     detection: DetectionService = field(init=False)
@@ -119,7 +122,10 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
     )
     app.stores = StoreRegistry(settings.stores)
     app.keys.stores = app.stores
-    app.rotations = RotationEngine(sessions, app.stores, settings.rotation, key_prefix=settings.keys.prefix)
+    app.issuers = IssuerRegistry(settings)
+    app.rotations = RotationEngine(
+        sessions, app.stores, settings.rotation, key_prefix=settings.keys.prefix, issuers=app.issuers
+    )
     if prepare:
         try:
             ensure_schema(engine, settings)
