@@ -10,6 +10,8 @@ from typing import Annotated
 import orjson
 import typer
 
+from keyops.cli.adopt_cmd import adopt as adopt_command
+from keyops.cli.adopt_cmd import end_credentials
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.cli.rotations_cmd import print_rotation, rotate_due
@@ -167,6 +169,10 @@ def rotate(
     limit: Annotated[int, typer.Option("--limit", min=1, max=100000, help="At most this many (--due).")] = 10000,
     reason: ReasonOpt = "",
     as_json: JsonOpt = False,
+    evict: Annotated[
+        bool,
+        typer.Option("--evict-oldest-inactive", help="aws-iam: delete the user's oldest Inactive key to make room."),
+    ] = False,
 ) -> None:
     """Rotate a key: a new version everywhere, the old one valid for the grace period."""
     st = state(ctx)
@@ -185,7 +191,9 @@ def rotate(
         rotate_due(engine, limit=limit, as_json=as_json)
         return
     assert name is not None
-    result = engine.rotate(name, grace_seconds=grace_seconds, actor=st.actor, reason=reason, trigger="manual")
+    result = engine.rotate(
+        name, grace_seconds=grace_seconds, actor=st.actor, reason=reason, trigger="manual", evict_oldest_inactive=evict
+    )
     if as_json:
         doc = result.to_document(with_steps=False)
         if result.plaintext is not None:
@@ -309,6 +317,7 @@ def resume(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonO
 def revoke(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Revoke a key and all its versions, for good."""
     _state_change(ctx, name, "revoke", reason, as_json)
+    end_credentials(ctx, name)  # cloud keys: access keys deactivated now, deleted after the hold
 
 
 @app.command("update")
@@ -328,3 +337,6 @@ def update(
         print_json(view.to_document(with_versions=False))
     else:
         console.print(f"{view.name}: owner {view.owner}, profile {view.profile}, policy {view.policy}.")
+
+
+app.command("adopt")(adopt_command)
