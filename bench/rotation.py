@@ -28,14 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import update  # noqa: E402
+from sqlalchemy import update
 
-from keyops.bootstrap import App, build  # noqa: E402
-from keyops.config import RotationSettings, load_settings  # noqa: E402
-from keyops.inventory import models  # noqa: E402
-from keyops.inventory.types import utcnow  # noqa: E402
-from keyops.lifecycle.rotation import RotationEngine  # noqa: E402
-from tests.support.servers import OpenBaoServer, free_port, wait_until  # noqa: E402
+from keyops.bootstrap import App, build
+from keyops.config import RotationSettings, load_settings
+from keyops.inventory import models
+from keyops.inventory.types import utcnow
+from keyops.lifecycle.rotation import RotationEngine
+from keyops.lifecycle.rotation_result import RotationResult
+from tests.support.servers import OpenBaoServer, free_port, wait_until
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
@@ -58,6 +59,28 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     return proc, endpoint
 
 
+def start_proxy(target: str, delay_ms: float) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """Put ``bench/latency_proxy.py`` in front of ``target`` (http://host:port)."""
+    if delay_ms <= 0:
+        return None, target
+    host, port = target.removeprefix("http://").split(":")
+    listen = free_port()
+    proxy = Path(__file__).resolve().parent / "latency_proxy.py"
+    proc = subprocess.Popen([sys.executable, str(proxy), str(listen), host, port, str(delay_ms)])
+
+    def up() -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", listen), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_until(up, timeout=30, what="latency proxy")
+    return proc, f"http://127.0.0.1:{listen}"
+
+
 def make_due(app: App) -> None:
     with app.sessions.begin() as session:
         session.execute(update(models.Key).values(next_rotation_at=utcnow() - timedelta(seconds=1)))
@@ -69,17 +92,24 @@ def run_phase(app: App, concurrency: int, keys: int) -> dict[str, float]:
     make_due(app)
     durations: list[float] = []
     failed = 0
+    drive = engine.runner.drive
+
+    def timed_drive(rotation_id: str, worker_id: str, material: str | None = None) -> RotationResult:
+        # The latency of one rotation: its own steps, not its wait in the queue.
+        begin = time.perf_counter()
+        result = drive(rotation_id, worker_id, material)
+        if result.ok:
+            durations.append(time.perf_counter() - begin)
+        return result
+
+    engine.runner.drive = timed_drive  # type: ignore[method-assign]
     started = time.perf_counter()
     batch = max(100, concurrency * 25)
     while True:
         results = engine.rotate_due(limit=batch)
         if not results:
             break
-        for result in results:
-            if result.ok and result.finished_at is not None:
-                durations.append((result.finished_at - result.created_at).total_seconds())
-            else:
-                failed += 1
+        failed += sum(1 for result in results if not result.ok)
     elapsed = time.perf_counter() - started
     durations.sort()
     return {
@@ -97,18 +127,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=10000)
     parser.add_argument("--database-url", default="")
-    parser.add_argument("--concurrency", type=int, default=0, help="the concurrent run (default: the setting's default)")
+    parser.add_argument("--concurrency", type=int, default=0, help="the concurrent run (default: the setting)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="add this delay to every store request (a network hop; see bench/latency_proxy.py)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="keyops-bench-"))
     bao = OpenBaoServer()
     bao.start()
     moto, endpoint = start_moto()
+    vault_proxy, vault_addr = start_proxy(bao.addr, args.latency_ms)
+    aws_proxy, endpoint = start_proxy(endpoint, args.latency_ms)
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"})
     env = {
         "KEYOPS_DATABASE_URL": args.database_url or f"sqlite:///{workdir / 'keyops.db'}",
         "KEYOPS_DATABASE_POOL_SIZE": "20",
-        "KEYOPS_STORES_VAULT_ADDR": bao.addr,
+        "KEYOPS_STORES_VAULT_ADDR": vault_addr,
         "KEYOPS_STORES_VAULT_TOKEN": bao.root_token,
         "KEYOPS_STORES_AWS_ENDPOINT_URL": endpoint,
         "KEYOPS_STORES_AWS_REGION": "us-east-1",
@@ -133,8 +171,12 @@ def main() -> None:
             list(pool.map(issue, range(args.keys)))
         print(f"issued {args.keys} keys with 2 destinations each in {time.perf_counter() - started:.1f}s")
         database = "PostgreSQL" if args.database_url.startswith("postgres") else "SQLite"
-        print(f"inventory: {database}; stores: OpenBao {bao.addr}, moto_server {endpoint}")
-        print(f"{'concurrency':>11} {'rotated':>8} {'failed':>6} {'seconds':>8} {'keys/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        print(
+            f"inventory: {database}; stores: OpenBao and moto_server on loopback, "
+            f"{args.latency_ms:g} ms added per store request"
+        )
+        header = ("concurrency", "rotated", "failed", "seconds", "keys/s", "p50 ms", "p99 ms")
+        print(" ".join(f"{h:>11}" if i == 0 else f"{h:>8}" for i, h in enumerate(header)))
         phases = []
         for concurrency in (1, default_concurrency):
             figures = run_phase(app, concurrency, args.keys)
@@ -149,6 +191,9 @@ def main() -> None:
     finally:
         app.close()
         bao.stop()
+        for proxy in (vault_proxy, aws_proxy):
+            if proxy is not None:
+                proxy.terminate()
         moto.terminate()
         moto.wait(timeout=10)
 

@@ -34,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -259,17 +259,19 @@ class RotationRunner:
         if snap.step == "material_created":
             assert material is not None
             self._put_pending(rotation_id, worker_id, snap, material)
-            snap = self.snapshot(rotation_id)
+            # Each step persisted its own progress; re-reading it would only
+            # cost queries (the next steps need nothing else that changed).
+            snap = replace(snap, step="pending")
         if snap.step == "pending":
             assert material is not None
             self._test(rotation_id, worker_id, snap, material)
-            snap = self.snapshot(rotation_id)
+            snap = replace(snap, step="tested")
         if snap.step == "tested":
             self._activate(rotation_id, worker_id)
-            snap = self.snapshot(rotation_id)
+            snap = replace(snap, step="activated")
         if snap.step == "activated":
             self._promote(rotation_id, worker_id, snap)
-            snap = self.snapshot(rotation_id)
+            snap = replace(snap, step="promoted")
         if snap.step == "promoted":
             self._finish(rotation_id, worker_id)
         return material
