@@ -23,7 +23,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from keyops.api.metrics import Metrics
 from keyops.bootstrap import App
@@ -83,6 +83,30 @@ class Jobs:
             conn.execute(delete(models.UsageMinute).where(models.UsageMinute.minute < now - retention))
             conn.execute(delete(models.KeyChange).where(models.KeyChange.changed_at < now - CHANGE_LOG_RETENTION))
 
+    def release_leases(self) -> int:
+        """At shutdown: let any replica (or our next start) resume our
+        unfinished rotations now instead of after the lease runs out. The
+        owner is cleared too: a step of ours still in flight checks the owner
+        under the row lock before it records anything, so it gives up instead
+        of renewing the lease (steps are idempotent either way)."""
+        try:
+            with self.app.engine.begin() as conn:
+                result = conn.execute(
+                    update(models.Rotation)
+                    .where(models.Rotation.lease_owner == self.worker_id, models.Rotation.status == "running")
+                    .values(lease_owner=None, lease_expires_at=utcnow())
+                )
+                return int(result.rowcount or 0)
+        except Exception:
+            log.warning("could not release rotation leases; they expire on their own", exc_info=True)
+            return 0
+
+    def advance_detection(self) -> None:
+        """Release the detection engine's buffered events by wall clock."""
+        detection = getattr(self.app, "detection", None)
+        if detection is not None:
+            detection.advance()
+
     def deliver_outbox(self) -> None:
         notify = getattr(self.app, "notify", None)
         if notify is not None:
@@ -107,8 +131,17 @@ def _timed(name: str, body: Callable[[], None], metrics: Metrics) -> Callable[[]
 class Scheduler:
     """Owns the BackgroundScheduler of one replica."""
 
-    def __init__(self, app: App, *, worker_id: str, metrics: Metrics, stop_timeout: float) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        worker_id: str,
+        metrics: Metrics,
+        stop_timeout: float,
+        on_abandon: Callable[[], None] | None = None,
+    ) -> None:
         self.jobs = Jobs(app, worker_id)
+        self.on_abandon = on_abandon
         self.metrics = metrics
         self.stop_timeout = stop_timeout
         self._scheduler = BackgroundScheduler(
@@ -131,6 +164,7 @@ class Scheduler:
             ("retire_ended_grace", self.jobs.retire_ended_grace, cfg.retire_grace_every, True),
             ("expire_keys", self.jobs.expire_keys, cfg.expire_every, True),
             ("deliver_outbox", self.jobs.deliver_outbox, cfg.deliver_every, True),
+            ("advance_detection", self.jobs.advance_detection, "1s", True),
             ("prune", self.jobs.prune, cfg.prune_every, False),
             ("reconcile", self.jobs.reconcile, cfg.reconcile_every, False),
         ]
@@ -161,6 +195,9 @@ class Scheduler:
         return run
 
     def start(self) -> None:
+        # "skipped: maximum number of running instances" is normal when a run
+        # outlasts its interval; keep APScheduler's own chatter out of the logs.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self._scheduler.start()
         log.info("scheduler started", extra={"worker_id": self.jobs.worker_id})
 
@@ -178,7 +215,16 @@ class Scheduler:
         while self.running_jobs() and time.monotonic() < deadline:
             time.sleep(0.05)
         left = self.running_jobs()
-        if left:
-            log.warning("stopping with jobs still running; their work resumes on the next start", extra={"jobs": left})
-        else:
-            log.info("scheduler stopped")
+        released = self.jobs.release_leases()
+        if not left:
+            log.info("scheduler stopped", extra={"leases_released": released})
+            return
+        log.warning(
+            "stopping with jobs still running; their work resumes on the next start",
+            extra={"jobs": left, "leases_released": released},
+        )
+        if self.on_abandon is not None:
+            # The owner ends the process now (``keyops serve``): the job
+            # threads cannot be interrupted, and every step they would still
+            # take would renew a lease the next start then has to wait out.
+            self.on_abandon()

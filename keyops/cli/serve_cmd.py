@@ -43,12 +43,27 @@ def make_asgi(application: App, *, worker_id: str) -> Any:
     settings = application.settings
     stop_timeout = float(parse_duration(settings.server.shutdown_timeout)) * 0.75
 
+    rotations = getattr(application, "rotations", None)
+    if rotations is not None:
+        rotations.worker_id = worker_id  # one lease owner for everything this process rotates
+
     def scheduler_factory(api: ApiState) -> Scheduler:
-        return Scheduler(application, worker_id=worker_id, metrics=api.metrics, stop_timeout=stop_timeout)
+        return Scheduler(
+            application, worker_id=worker_id, metrics=api.metrics, stop_timeout=stop_timeout, on_abandon=_exit_now
+        )
 
     return create_app(
         application, worker_id=worker_id, scheduler_factory=scheduler_factory if settings.scheduler.enabled else None
     )
+
+
+def _exit_now() -> None:
+    """End the process at once (after the scheduler handed back its leases):
+    a rotation mid-step is then exactly like one whose process crashed, which
+    the engine resumes; HTTP connections were drained before this point."""
+    log.warning("exiting with rotations in flight; they resume on the next start")
+    logging.shutdown()
+    os._exit(0)
 
 
 def worker_app() -> Any:
@@ -64,6 +79,7 @@ class _Server(uvicorn.Server):
     process is gone within ``bound`` seconds, whatever is still running."""
 
     bound: float = 20.0
+    before_exit: Any = None
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if not self.should_exit:
@@ -74,6 +90,11 @@ class _Server(uvicorn.Server):
 
     def _force_exit(self) -> None:
         log.warning("graceful stop exceeded server.shutdown_timeout; exiting now (unfinished rotations resume)")
+        if self.before_exit is not None:
+            try:
+                self.before_exit()
+            except Exception:
+                log.warning("cleanup before exit failed", exc_info=True)
         logging.shutdown()
         os._exit(0)
 
@@ -125,6 +146,15 @@ def serve(
     asgi = make_asgi(application, worker_id=worker_id)
     server = _Server(uvicorn.Config(asgi, **common))
     server.bound = bound
+    api_state: ApiState = asgi.inner.state.keyops
+
+    def release_leases() -> None:
+        # Rotation threads may have taken new leases since the scheduler
+        # stopped; hand them back right before the process ends.
+        if api_state.scheduler is not None:
+            api_state.scheduler.jobs.release_leases()
+
+    server.before_exit = release_leases
     scheme = "https" if tls else "http"
     log.info(
         "keyops serving",
