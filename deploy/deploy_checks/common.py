@@ -65,16 +65,48 @@ class Report:
 
 
 def tool(name: str, env_var: str | None = None) -> str:
-    """Path of a checking tool, from ``env_var`` or PATH; ToolMissing if absent."""
+    """Path of a checking tool, from ``env_var``, PATH or the tool cache;
+    promtool is fetched into the cache on first use. ToolMissing if absent."""
     if env_var and os.environ.get(env_var):
         path = os.environ[env_var]
         if not os.access(path, os.X_OK):
             raise ToolMissing(f"{env_var}={path} is not an executable file")
         return path
-    found = shutil.which(name)
+    found = shutil.which(name) or shutil.which(name, path=str(TOOL_CACHE))
+    if found is None and name == "promtool":
+        found = fetch_promtool()
     if found is None:
         raise ToolMissing(f"{name} is not installed (run: sh deploy/tools.sh)")
     return found
+
+
+TOOL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "keyops-deploy" / "bin"
+
+
+def fetch_promtool() -> str | None:
+    """promtool from Debian's "prometheus" package, unpacked (not installed:
+    no Prometheus server is set up) into the tool cache. None when apt is
+    not available or the download fails."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        download = run(["apt-get", "download", "prometheus"], cwd=Path(tmp), timeout=300)
+        if download.returncode != 0 and os.geteuid() == 0:  # no package lists yet on a fresh machine
+            run(["apt-get", "update", "-qq"], timeout=300)
+            download = run(["apt-get", "download", "prometheus"], cwd=Path(tmp), timeout=300)
+        debs = sorted(Path(tmp).glob("prometheus_*.deb"))
+        if download.returncode != 0 or not debs:
+            return None
+        unpacked = Path(tmp) / "unpacked"
+        if run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)]).returncode != 0:
+            return None
+        TOOL_CACHE.mkdir(parents=True, exist_ok=True)
+        target = TOOL_CACHE / "promtool"
+        shutil.copy2(unpacked / "usr" / "bin" / "promtool", target)
+    target.chmod(0o755)
+    return str(target)
 
 
 def run(args: list[str], *, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
