@@ -104,8 +104,11 @@ def fetch_promtool() -> str | None:
             return None
         TOOL_CACHE.mkdir(parents=True, exist_ok=True)
         target = TOOL_CACHE / "promtool"
-        shutil.copy2(unpacked / "usr" / "bin" / "promtool", target)
-    target.chmod(0o755)
+        # Copy, then rename: checks running in parallel never see half a file.
+        partial = TOOL_CACHE / f".promtool.{os.getpid()}"
+        shutil.copy2(unpacked / "usr" / "bin" / "promtool", partial)
+        partial.chmod(0o755)
+        os.replace(partial, target)
     return str(target)
 
 
