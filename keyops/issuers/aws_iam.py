@@ -140,6 +140,9 @@ class AwsIamIssuer(Issuer):
             retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=timeout, read_timeout=timeout
         )
         self._test_wait = test_wait
+        # botocore logs whole response bodies at DEBUG: CreateAccessKey's holds
+        # the secret access key. Never let that reach a log (invariant 1).
+        logging.getLogger("botocore.parsers").setLevel(max(logging.INFO, logging.getLogger("botocore.parsers").level))
         self._evict_default = evict_oldest_inactive
         try:
             # Clients are thread-safe; the session is not: made once, here.
