@@ -155,7 +155,9 @@ def test_credentials_become_settings(tmp_path: Path) -> None:
     (creds / "keyops_stores-vault-token").write_text("s.vault-token")
     (creds / "keyops_aws-secret-access-key").write_text("aws-secret\n")
     (creds / "redis-url").write_text("redis://cache:6379/0")
+    (creds / "tls.key").write_text("-----BEGIN PRIVATE KEY-----\n")  # a file, read by path
     env = _print_env(creds)
+    assert not [k for k, v in env.items() if "PRIVATE KEY" in v]
     assert env["KEYOPS_DATABASE_URL"] == "postgresql+psycopg://u:p@db/keyops"
     assert env["KEYOPS_STORES_VAULT_TOKEN"] == "s.vault-token"
     assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret"
