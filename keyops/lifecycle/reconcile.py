@@ -189,6 +189,15 @@ class Reconciler:
             return
         with self._sessions.begin() as session:
             for row in changed:
+                # One open finding per drifted destination, not one per reconcile run.
+                already = session.execute(
+                    select(models.Finding.id)
+                    .where(models.Finding.key_id == key.id, models.Finding.detector == "reconcile")
+                    .where(models.Finding.status == "open", models.Finding.summary.contains(row.destination))
+                    .limit(1)
+                ).first()
+                if already is not None and not row.repaired:
+                    continue
                 audit.append(
                     session,
                     actor=actor,

@@ -72,6 +72,18 @@ def test_bad_destinations_change_nothing(
         result = run("keys", "issue", "pay/bad", "--owner", "pay", *args)
         assert result.code == code and message in result.stderr, (args, result)
         assert result.stderr.count("\n") == 1  # one line
+    # A store that is not configured: the error names the setting.
+    unset = run(
+        "keys",
+        "issue",
+        "pay/bad",
+        "--owner",
+        "pay",
+        "--dest",
+        f"vault:secret/{store_prefix}u",
+        extra={"KEYOPS_STORES_VAULT_ADDR": ""},
+    )
+    assert unset.code == 3 and "stores.vault.addr" in unset.stderr, unset
     # Wrong Vault credentials: refused before anything is written.
     wrong = run(
         "keys",
