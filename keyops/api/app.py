@@ -24,7 +24,7 @@ from keyops.api.cache_sync import CacheSync
 from keyops.api.ratelimit import LocalBuckets, RedisBuckets
 from keyops.api.state import ApiState, json_error
 from keyops.api.usage import usage_endpoint
-from keyops.api.verify import verify_endpoint
+from keyops.api.verify import VerifyFastPath, verify_endpoint
 from keyops.bootstrap import App
 from keyops.domain.durations import parse_duration
 from keyops.inventory import changes
@@ -49,12 +49,14 @@ _ROUTES = {
 
 
 class CountRequests:
-    """Counts requests by route template and status for
-    ``keyops_http_requests_total`` (a few dict operations per request)."""
+    """The outermost layer: counts requests by route template and status for
+    ``keyops_http_requests_total`` (a few dict operations per request), and
+    hands ``POST /v1/keys/verify`` to its bare-ASGI fast path."""
 
     def __init__(self, inner: ASGIApp, state: ApiState) -> None:
         self.inner = inner
         self.counts = state.metrics.http
+        self.verify = VerifyFastPath(state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +73,10 @@ class CountRequests:
             await send(message)
 
         try:
-            await self.inner(scope, receive, counting_send)
+            if route == "/v1/keys/verify" and scope["method"] == "POST":
+                await self.verify(scope, receive, counting_send)
+            else:
+                await self.inner(scope, receive, counting_send)
         finally:
             key = (route, status)
             self.counts[key] = self.counts.get(key, 0) + 1

@@ -34,13 +34,20 @@ class ApiState:
     scheduler: Any = None
     redis: Any = None
 
-    def authorize(self, request: Request, scope: str) -> Response | None:
-        """None when the caller may use ``scope``; else the 401/403 answer."""
-        caller = caller_for(self.sync.callers, request.headers.get("authorization"))
+    def check(self, header: str | None, scope: str) -> tuple[int, bytes] | None:
+        """None when the caller may use ``scope``; else (401 or 403, JSON body)."""
+        caller = caller_for(self.sync.callers, header)
         if caller is None:
-            return Response(
-                _UNAUTHORIZED, status_code=401, media_type="application/json", headers={"WWW-Authenticate": "Bearer"}
-            )
+            return 401, _UNAUTHORIZED
         if not allows(caller, scope):
-            return json_error(403, f"token {caller.name!r} lacks the scope {scope!r}")
+            return 403, orjson.dumps({"error": f"token {caller.name!r} lacks the scope {scope!r}"})
         return None
+
+    def authorize(self, request: Request, scope: str) -> Response | None:
+        """``check`` for Starlette handlers: None, or the 401/403 response."""
+        denied = self.check(request.headers.get("authorization"), scope)
+        if denied is None:
+            return None
+        status, body = denied
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
