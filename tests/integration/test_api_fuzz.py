@@ -39,7 +39,7 @@ def _object_from_schema(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, A
     typed = {
         "string": st.text(max_size=80),
         "integer": st.integers(min_value=-(2**40), max_value=2**40),
-        "number": st.floats(allow_nan=False, allow_infinity=False) | st.integers(),
+        "number": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**63), 2**63 - 1),
         "array": st.lists(st.integers(), max_size=8),
     }
     values = {}
