@@ -253,3 +253,21 @@ def test_rotate_reconcile_and_no_plaintext_anywhere(  # type: ignore[no-untyped-
     assert stored.stat().st_mode & 0o777 == 0o600
     for part in parts:
         assert part.encode() not in stored.read_bytes()
+
+
+def test_outage_then_rotations_resume(run, store_prefix: str, moto_server: MotoServer) -> None:  # type: ignore[no-untyped-def]
+    fast = {"KEYOPS_ROTATION_MAX_ATTEMPTS": "2", "KEYOPS_ROTATION_BACKOFF_INITIAL": "1s"}
+    aws_uri = f"aws-sm:{store_prefix}outage"
+    assert run("keys", "issue", "pay/outage", "--owner", "pay", "--dest", aws_uri, "--no-print").code == 0
+    with moto_server.outage():
+        failed = run("keys", "rotate", "pay/outage", extra=fast)
+    assert failed.code == 8, failed
+    error = failed.stderr.strip().splitlines()[-1]  # (the lines before it are the retry warnings)
+    assert error.startswith("keyops: error:") and "failed" in error and aws_uri in error, error
+    listed = json.loads(run("rotations", "list", "--status", "failed", "--json").stdout)
+    assert len(listed) == 1 and aws_uri in listed[0]["last_error"]
+    resumed = run("rotations", "resume", "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["rotated"] == 1
+    shown = json.loads(run("keys", "show", "pay/outage", "--json").stdout)
+    assert {v["number"]: v["state"] for v in shown["versions"]} == {1: "previous", 2: "current"}
