@@ -24,6 +24,7 @@ TOOLS = {
     "alerts": "promtool",
     "dashboard": "promtool",
     "docs": None,
+    "aws": None,
 }
 
 
@@ -179,6 +180,18 @@ BATCHES = [
                 "max by (state) (keyops_keys",
                 "max by (state (keyops_keys",
                 "does not parse",
+            ),
+        ],
+    ),
+    (
+        "aws",
+        "aws",
+        [
+            (
+                "deploy/aws/keyops-iam-policy.json",
+                '"secretsmanager:TagResource",',
+                "",
+                "keyops calls secretsmanager:TagResource",
             ),
         ],
     ),
