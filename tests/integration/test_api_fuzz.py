@@ -40,7 +40,7 @@ def _object_from_schema(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, A
         "string": st.text(max_size=80),
         "integer": st.integers(min_value=-(2**40), max_value=2**40),
         "number": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**63), 2**63 - 1),
-        "array": st.lists(st.integers(), max_size=8),
+        "array": st.lists(st.integers(-(2**63), 2**63 - 1), max_size=8),
     }
     values = {}
     for name, prop in props.items():
