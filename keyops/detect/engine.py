@@ -31,7 +31,6 @@ from keyops.detect.config import COORDINATION_EVERY, HALF_LIFE, WINDOW, Detector
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import ACTION_RANK, SEVERITY_NAMES, ActionRecord, FindingRecord, KeyMeta, iso
 from keyops.detect.policy import MIN_FINDING_LEVEL, combine, level
-from keyops.detect.signal import Signal
 from keyops.detect.state import (
     CONCURRENCY,
     COORDINATED,
@@ -229,40 +228,38 @@ class Engine:
     def _decay(self, st: KeyState, at: float) -> None:
         dt = at - st.evidence_ts
         if dt > 0:
-            factor = math.exp(-_LN2 * dt / HALF_LIFE)
-            ev = st.evidence
-            for i in range(len(ev)):
-                ev[i] *= factor
             st.evidence_ts = at
+            ev = st.evidence
+            if any(ev):
+                factor = math.exp(-_LN2 * dt / HALF_LIFE)
+                st.evidence = [e * factor if e > 1e-3 else 0.0 for e in ev]
 
     def _close(self, st: KeyState, out: Output) -> None:
         cfg = st.cfg
         at = float(st.win_start + WINDOW)
         self._decay(st, at)
         st.accumulate(at, math.exp(-_LN2 * max(at - st.acc_ts, 0.0) / HALF_LIFE))
-        signals: list[tuple[int, Signal | None]] = []
         vol_z = volume.jump(st)
         spend = harvesting.spend_z(st)
-        if cfg.volume:
-            signals.append((VOLUME, volume.judge(st, cfg)))
-        if cfg.concurrency_on:
-            signals.append((CONCURRENCY, concurrency.judge(st, cfg)))
-        if cfg.network:
-            signals.append((NETWORK, network.judge(st, cfg, vol_z, spend)))
-        if cfg.templated:
-            signals.append((TEMPLATED, templated.judge(st, cfg)))
-        if cfg.reasoning:
-            signals.append((REASONING, reasoning.judge(st, cfg)))
-        if cfg.harvesting:
-            signals.append((HARVESTING, harvesting.judge(st, cfg)))
+        signals = (
+            (VOLUME, volume.judge(st, cfg) if cfg.volume else None),
+            (CONCURRENCY, concurrency.judge(st, cfg) if cfg.concurrency_on else None),
+            (NETWORK, network.judge(st, cfg, vol_z, spend) if cfg.network else None),
+            (TEMPLATED, templated.judge(st, cfg) if cfg.templated and st.prompts else None),
+            (REASONING, reasoning.judge(st, cfg) if cfg.reasoning and st.strong else None),
+            (HARVESTING, harvesting.judge(st, cfg) if cfg.harvesting else None),
+        )
+        fired = False
         for d, sig in signals:
             if sig is not None:
+                fired = True
                 st.evidence[d] += sig.strength
                 st.details[d] = {"summary": sig.summary, **sig.evidence, "window_start": iso(st.win_start)}
         volume.learn(st)
         harvesting.learn(st)
         templated.learn(st)
-        self._judge(st, at, out)
+        if fired or st.acted or any(st.reported):
+            self._judge(st, at, out)
 
     def _judge(self, st: KeyState, at: float, out: Output, cluster_id: str | None = None) -> None:
         levels = [level(e) for e in st.evidence]

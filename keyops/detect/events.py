@@ -44,6 +44,11 @@ MAX_DURATION_MS = 24 * 3600 * 1000
 MAX_TEXT = 512
 PREFIX_CHARS = 60
 
+# Small memo tables for values every event of a key repeats (validated once;
+# cleared when full, so they stay bounded).
+_CACHE_MAX = 65536
+_IP_CACHE: dict[str, tuple[str, str]] = {}
+_REF_CACHE: dict[str, str] = {}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
@@ -160,9 +165,15 @@ def _key_ref(obj: Mapping[str, Any]) -> str:
     """``id:...`` / ``hash:...``, or a reason starting with ``!``."""
     key_id = obj.get("key_id")
     if key_id is not None:
+        ref = _REF_CACHE.get(key_id) if key_id.__class__ is str else None
+        if ref is not None:
+            return ref
         if not isinstance(key_id, str) or not _UUID.match(key_id):
             return "!key_id must be a key id (a UUID as printed by keyops keys show --json)"
-        return "id:" + key_id
+        if len(_REF_CACHE) >= _CACHE_MAX:
+            _REF_CACHE.clear()
+        ref = _REF_CACHE[key_id] = "id:" + key_id
+        return ref
     key_hash = obj.get("key_hash")
     if key_hash is not None:
         if not isinstance(key_hash, str) or not _HEX64.match(key_hash.lower()):
@@ -202,12 +213,14 @@ def parse_event(
     """
     if not isinstance(obj, dict):
         return f"an event must be a JSON object, got {type(obj).__name__}"
-    for name in obj:
-        if name not in _KNOWN_FIELDS:
-            return f"unknown field {str(name)[:40]!r} (known: {', '.join(sorted(_KNOWN_FIELDS))})"
+    if not _KNOWN_FIELDS.issuperset(obj):
+        for name in obj:
+            if name not in _KNOWN_FIELDS:
+                return f"unknown field {str(name)[:40]!r} (known: {', '.join(sorted(_KNOWN_FIELDS))})"
     if "ts" not in obj:
         return "ts is missing (the request's start time, RFC 3339 or epoch seconds)"
-    ts = parse_timestamp(obj["ts"])
+    raw_ts = obj["ts"]
+    ts = raw_ts if raw_ts.__class__ is float and math.isfinite(raw_ts) else parse_timestamp(raw_ts)
     if isinstance(ts, str):
         return ts
     if ts < MIN_TS:
@@ -222,33 +235,51 @@ def parse_event(
     ip = obj.get("ip") or ""
     network = ""
     if ip:
-        if not isinstance(ip, str) or len(ip) > 64:
-            return "ip must be an IPv4 or IPv6 address string"
-        if not _IPV4.match(ip):
-            try:
-                parsed = ipaddress.ip_address(ip)
-            except ValueError:
-                return f"ip {ip[:64]!r} is not an IP address"
-            ip = str(parsed.ipv4_mapped or parsed) if isinstance(parsed, ipaddress.IPv6Address) else str(parsed)
-        network = network_of(ip)
+        known = _IP_CACHE.get(ip) if ip.__class__ is str else None
+        if known is not None:
+            ip, network = known
+        else:
+            raw_ip = ip
+            if not isinstance(ip, str) or len(ip) > 64:
+                return "ip must be an IPv4 or IPv6 address string"
+            if not _IPV4.match(ip):
+                try:
+                    parsed = ipaddress.ip_address(ip)
+                except ValueError:
+                    return f"ip {ip[:64]!r} is not an IP address"
+                ip = str(parsed.ipv4_mapped or parsed) if isinstance(parsed, ipaddress.IPv6Address) else str(parsed)
+            network = network_of(ip)
+            if len(_IP_CACHE) >= _CACHE_MAX:
+                _IP_CACHE.clear()
+            _IP_CACHE[raw_ip] = (ip, network)
     endpoint = obj.get("endpoint") or ""
     if not isinstance(endpoint, str) or len(endpoint) > MAX_TEXT:
         return f"endpoint must be a string of at most {MAX_TEXT} characters"
     user_agent = obj.get("user_agent") or ""
     if not isinstance(user_agent, str) or len(user_agent) > MAX_TEXT:
         return f"user_agent must be a string of at most {MAX_TEXT} characters"
-    status = _int_field(obj, "status", 200, 999)
-    if isinstance(status, str):
-        return status
-    duration = _int_field(obj, "duration_ms", 0, MAX_DURATION_MS)
-    if isinstance(duration, str):
-        return duration
-    tokens_in = _int_field(obj, "input_tokens", 0, MAX_TOKENS)
-    if isinstance(tokens_in, str):
-        return tokens_in
-    tokens_out = _int_field(obj, "output_tokens", 0, MAX_TOKENS)
-    if isinstance(tokens_out, str):
-        return tokens_out
+    # Fast path: plain in-range integers (what every gateway sends); anything
+    # else goes through _int_field for coercion or a reason.
+    status = obj.get("status", 200)
+    if status.__class__ is not int or not 0 <= status <= 999:
+        status = _int_field(obj, "status", 200, 999)
+        if isinstance(status, str):
+            return status
+    duration = obj.get("duration_ms", 0)
+    if duration.__class__ is not int or not 0 <= duration <= MAX_DURATION_MS:
+        duration = _int_field(obj, "duration_ms", 0, MAX_DURATION_MS)
+        if isinstance(duration, str):
+            return duration
+    tokens_in = obj.get("input_tokens", 0)
+    if tokens_in.__class__ is not int or not 0 <= tokens_in <= MAX_TOKENS:
+        tokens_in = _int_field(obj, "input_tokens", 0, MAX_TOKENS)
+        if isinstance(tokens_in, str):
+            return tokens_in
+    tokens_out = obj.get("output_tokens", 0)
+    if tokens_out.__class__ is not int or not 0 <= tokens_out <= MAX_TOKENS:
+        tokens_out = _int_field(obj, "output_tokens", 0, MAX_TOKENS)
+        if isinstance(tokens_out, str):
+            return tokens_out
     prompt = obj.get("prompt")
     sketch: tuple[int, ...] = ()
     prefix = ""
