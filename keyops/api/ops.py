@@ -4,7 +4,7 @@ and the trivial ``/v1/ping`` the benchmark compares verify against."""
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import select, text
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,6 +12,7 @@ from starlette.responses import Response
 from keyops.api import metrics as metrics_mod
 from keyops.api.openapi import DOCUMENT
 from keyops.api.state import ApiState
+from keyops.inventory import models
 
 _JSON = "application/json"
 _OPENAPI = orjson.dumps(DOCUMENT)
@@ -32,32 +33,29 @@ def _checks(state: ApiState) -> dict[str, str]:
     try:
         with state.app.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            kinds = sorted(str(k) for k in conn.execute(select(models.Destination.kind).distinct()).scalars())
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
+        kinds = []
     checks["verify_cache"] = "ok" if state.sync.loaded else "loading"
-    stores = getattr(state.app, "stores", None)
-    if stores is None:
-        checks["destinations"] = "ok (no store registry wired; file destinations only)"
-    else:
-        problem = _store_problem(stores)
-        checks["destinations"] = problem or "ok"
+    checks["destinations"] = _destinations_problem(state, kinds) or "ok"
     return checks
 
 
-def _store_problem(stores: object) -> str | None:
-    """Ask the store registry whether configured destinations can be used,
-    through whichever readiness call it offers."""
-    for name in ("check_configured", "readiness", "health"):
-        method = getattr(stores, name, None)
-        if callable(method):
-            try:
-                result = method()
-            except Exception as exc:
-                return f"not ready: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
-            if isinstance(result, str) and result and result != "ok":
-                return result
-            return None
+def _destinations_problem(state: ApiState, kinds: list[str]) -> str | None:
+    """Every destination kind the inventory uses must have a configured store
+    (building one validates its settings: a Vault address and credentials,
+    an AWS region, the file store's key)."""
+    stores = getattr(state.app, "stores", None)
+    if stores is None:
+        return None
+    for kind in kinds:
+        try:
+            stores.for_scheme(kind)
+        except Exception as exc:
+            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            return f"{kind}: not configured: {detail}"
     return None
 
 
