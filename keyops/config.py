@@ -249,6 +249,7 @@ DEFAULT_ALERT_RULES = [
     "* status=resolved -> none",
     "github -> rotate_now",
     "sns kind=guardduty -> rotate_now",
+    "sns kind=exposed_credentials -> rotate_now",
     "sns severity=critical -> suspend",
     "standard -> requested",
     "alertmanager severity=critical -> suspend",
@@ -582,7 +583,9 @@ def _validate_issuers(settings: Settings) -> None:
     if iam.endpoint_url and not iam.endpoint_url.startswith(("https://", "http://")):
         raise ConfigError("setting issuers.aws_iam.endpoint_url must be an http(s) URL")
     if not 1 <= iam.max_attempts <= 20 or not 1 <= iam.timeout <= 300:
-        raise ConfigError("settings issuers.aws_iam.max_attempts (1-20) and issuers.aws_iam.timeout (1-300) out of range")
+        raise ConfigError(
+            "settings issuers.aws_iam.max_attempts (1-20) and issuers.aws_iam.timeout (1-300) out of range"
+        )
 
 
 def _check_webhook_secret(secret: str, path: str) -> None:

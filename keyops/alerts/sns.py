@@ -226,6 +226,38 @@ def _guardduty(event: dict[str, Any]) -> AlertSignal:
     )
 
 
+_ACCESS_KEY_RE = re.compile(r"^(?:AKIA|ASIA)[A-Z0-9]{12,124}$")
+
+
+def _exposed_credentials(event: dict[str, Any]) -> AlertSignal:
+    """AWS Health's AWS_RISK_CREDENTIALS_EXPOSED (EventBridge): an access key
+    AWS found published (issue 6). The key ids are in affectedEntities."""
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    assert isinstance(detail, dict)
+    ids: list[str] = []
+    entities = detail.get("affectedEntities")
+    for entity in entities if isinstance(entities, list) else []:
+        value = text(entity.get("entityValue"), 128) if isinstance(entity, dict) else ""
+        if _ACCESS_KEY_RE.match(value) and value not in ids:
+            ids.append(value)
+    descriptions = detail.get("eventDescription")
+    first = descriptions[0] if isinstance(descriptions, list) and descriptions else {}
+    return AlertSignal(
+        source=SOURCE,
+        kind="exposed_credentials",
+        status="firing",
+        severity="critical",
+        type=text(detail.get("eventTypeCode"), 256),
+        reason=text(first.get("latestDescription") if isinstance(first, dict) else "", 1000),
+        keys=[KeyRef("access_key_id", value) for value in ids[:20]],
+        evidence={
+            "event_arn": text(detail.get("eventArn"), 512),
+            "account": text(event.get("account"), 32),
+            "access_key_ids": ids[:20],
+        },
+    )
+
+
 def parse(doc: dict[str, Any], *, key_dimensions: Sequence[str]) -> Delivery:
     """Interpret an authenticated SNS document."""
     message_id = text(doc.get("MessageId"), 256)
@@ -249,5 +281,12 @@ def parse(doc: dict[str, Any], *, key_dimensions: Sequence[str]) -> Delivery:
         signals.append(_cloudwatch(inner, key_dimensions))
     elif isinstance(inner, dict) and inner.get("source") == "aws.guardduty":
         signals.append(_guardduty(inner))
+    elif (
+        isinstance(inner, dict)
+        and inner.get("source") == "aws.health"
+        and isinstance(inner.get("detail"), dict)
+        and inner["detail"].get("eventTypeCode") == "AWS_RISK_CREDENTIALS_EXPOSED"
+    ):
+        signals.append(_exposed_credentials(inner))
     note = "" if signals else "the message is neither a CloudWatch alarm nor a GuardDuty finding"
     return Delivery(source=SOURCE, delivery_id=message_id, occurred_at=sent, signals=signals, note=note)
