@@ -18,7 +18,7 @@ from keyops.alerts.receiver import AlertReceiver
 from keyops.config import Settings, builtin_spec_text, read_spec_file
 from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
-from keyops.inventory import migrate
+from keyops.inventory import changes, migrate
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
 from keyops.issuers import IssuerRegistry
 from keyops.lifecycle.detection import DetectionService
@@ -107,6 +107,7 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
     allowed) and the built-in profiles and policies are present."""
     engine = make_database(settings)
     sessions = make_session_factory(engine)
+    changes.install(sessions)  # every committed key change reaches the verify caches
     specs = SpecRegistry(sessions)
     app = App(
         settings=settings,
