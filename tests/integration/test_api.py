@@ -20,6 +20,7 @@ from keyops.domain import keyformat
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.tokens import TokenService
+from keyops.lifecycle.usage import usage_summary
 from tests.support.waiting import wait_for
 
 
@@ -198,6 +199,8 @@ def test_usage_intake(app: App, client: TestClient, token: str) -> None:
         assert (requests, errors, tokens_in) == (7, 1, 1200 + 10 + 1 + 20)
         last_used = session.execute(select(models.Key.last_used_at).where(models.Key.id == key_id)).scalar_one()
         assert last_used is not None and abs(last_used.timestamp() - now) < 1
+    summary = usage_summary(app.sessions, key_id)
+    assert summary["last_hour"] == {"requests": 7, "errors": 1, "input_tokens": 1231, "output_tokens": 900}
 
 
 def test_usage_bad_bodies(app: App, client: TestClient, token: str) -> None:
