@@ -144,7 +144,7 @@ FIELDS = st.sampled_from(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(FIELDS, JSON, max_size=8) | JSON)
 def test_parse_event_never_raises(doc: Any) -> None:
     result = parse_event(doc, now=NOW)
