@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table
+from keyops.detect import cloudtrail
 from keyops.detect.events import UsageEvent, parse_event
 from keyops.detect.model import iso
 from keyops.errors import InvalidInputError
@@ -113,7 +114,9 @@ def _action_doc(action: Any) -> dict[str, Any]:
 
 def replay(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="JSON lines of usage events (the /v1/usage event shape).")],
+    file: Annotated[
+        str, typer.Argument(help="JSON lines of usage events (the /v1/usage shape), or CloudTrail records.")
+    ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only: persist nothing, act on no key.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: events, findings, actions.")] = False,
 ) -> None:
@@ -123,7 +126,10 @@ def replay(
     service = app.detection.replay_session(dry_run=dry_run)
     service.engine.lateness = REPLAY_LATENESS
     show_progress = sys.stderr.isatty() and not os.environ.get("KEYOPS_NO_PROGRESS")
-    accepted, result, problems = run_replay(service, file, progress=show_progress)
+    if cloudtrail.looks_like_cloudtrail(file):  # AWS IAM keys' usage (issue 6)
+        accepted, result, problems = cloudtrail.replay(service, file, app.sessions)
+    else:
+        accepted, result, problems = run_replay(service, file, progress=show_progress)
     for problem in problems[:MAX_REPORTED]:
         sys.stderr.write(f"keyops: skipped {problem}\n")
     if len(problems) > MAX_REPORTED:
