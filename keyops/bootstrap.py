@@ -118,8 +118,11 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
     )
     app.notify = build_dispatcher(sessions, settings.notify)  # before any session emits events
     app.alerts = AlertReceiver(settings.alerts, sessions, app.keys, rotator=lambda: getattr(app, "rotations", None))
-    app.detection = DetectionService(
-        sessions, specs, FindingService(sessions, app.keys, rotator=lambda: getattr(app, "rotations", None))
+    app.detection = DetectionService.from_settings(
+        sessions,
+        specs,
+        FindingService(sessions, app.keys, rotator=lambda: getattr(app, "rotations", None)),
+        settings.detection,
     )
     app.stores = StoreRegistry(settings.stores)
     app.keys.stores = app.stores

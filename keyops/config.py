@@ -349,6 +349,22 @@ class IssuerSettings:
 
 
 @dataclass
+class DetectionSettings:
+    """Usage detection (keyops/detect/): the streaming engine's time rules."""
+
+    #: How late (in event time) a usage event may arrive and still count.
+    lateness: str = "10s"
+    #: Usage events stamped further ahead of the receiving clock are rejected.
+    max_future: str = "5m"
+    #: Largest prompt accepted in a usage event, in characters.
+    max_prompt_chars: int = 200000
+    #: A key idle this long drops its per-minute state (baselines are kept).
+    idle_evict: str = "1h"
+    #: A key idle this long is forgotten entirely (baselines start over).
+    idle_forget: str = "7d"
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     keys: KeySettings = field(default_factory=KeySettings)
@@ -360,6 +376,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
     issuers: IssuerSettings = field(default_factory=IssuerSettings)
     #: Extra profile/policy files applied on top of the built-ins at start.
     spec_files: list[str] = field(default_factory=list)
@@ -483,6 +500,7 @@ def _validate(settings: Settings) -> None:
     _validate_daemon(settings)
     _validate_events(settings)
     _validate_issuers(settings)
+    _validate_detection(settings)
 
 
 
@@ -570,6 +588,22 @@ def _validate_events(settings: Settings) -> None:
             raise ConfigError(f"setting notify.webhooks.{name}: the name must not be 'slack' and at most 48 characters")
     if notify.slack.webhook_url and not notify.slack.webhook_url.startswith(("https://", "http://")):
         raise ConfigError("setting notify.slack.webhook_url must be an http(s) URL")
+
+
+def _validate_detection(settings: Settings) -> None:
+    """The [detection] section."""
+    det = settings.detection
+    for name in ("lateness", "max_future", "idle_evict", "idle_forget"):
+        try:
+            parse_duration(getattr(det, name))
+        except ValueError as exc:
+            raise ConfigError(f"setting detection.{name}: {exc}") from None
+    if parse_duration(det.lateness) > 3600:
+        raise ConfigError("setting detection.lateness must be at most 1h (events are buffered that long)")
+    if parse_duration(det.idle_evict) > parse_duration(det.idle_forget):
+        raise ConfigError("setting detection.idle_evict must not be longer than detection.idle_forget")
+    if not 1 <= det.max_prompt_chars <= 10_000_000:
+        raise ConfigError("setting detection.max_prompt_chars must be between 1 and 10000000")
 
 
 def _validate_issuers(settings: Settings) -> None:

@@ -25,10 +25,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from keyops.config import DetectionSettings
 from keyops.detect.config import DetectorConfig
 from keyops.detect.engine import Engine, Output
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import ActionRecord, FindingRecord, KeyMeta
+from keyops.domain.durations import parse_duration
 from keyops.inventory import models
 from keyops.lifecycle.findings import FindingService
 from keyops.lifecycle.specs import SpecRegistry
@@ -61,13 +63,15 @@ class DetectionService:
         findings: FindingService,
         *,
         lateness: float = 5.0,
+        idle_evict: float = 3600.0,
+        idle_forget: float = 7 * 86400.0,
         dry_run: bool = False,
     ) -> None:
         self._sessions = sessions
         self._specs = specs
         self.findings = findings
         self.dry_run = dry_run
-        self.engine = Engine(lateness=lateness)
+        self.engine = Engine(lateness=lateness, idle_hot=idle_evict, idle_cold=idle_forget)
         self._lock = threading.Lock()
         self._metas: OrderedDict[str, KeyMeta] = OrderedDict()
         self._unknown: dict[str, float] = {}
@@ -77,7 +81,26 @@ class DetectionService:
     def replay_session(self, *, dry_run: bool) -> DetectionService:
         """A fresh engine over the same inventory (``keyops replay``)."""
         return DetectionService(
-            self._sessions, self._specs, self.findings, lateness=self.engine.lateness, dry_run=dry_run
+            self._sessions,
+            self._specs,
+            self.findings,
+            lateness=self.engine.lateness,
+            idle_evict=self.engine.idle_hot,
+            idle_forget=self.engine.idle_cold,
+            dry_run=dry_run,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, sessions: sessionmaker[Session], specs: SpecRegistry, findings: FindingService, settings: DetectionSettings
+    ) -> DetectionService:
+        return cls(
+            sessions,
+            specs,
+            findings,
+            lateness=float(parse_duration(settings.lateness)),
+            idle_evict=float(parse_duration(settings.idle_evict)),
+            idle_forget=float(parse_duration(settings.idle_forget)),
         )
 
     # ------------------------------------------------------------- intake --
