@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -47,8 +48,8 @@ METRICS = (
 pytestmark = pytest.mark.slow
 
 
-def final_stage() -> list[tuple[str, str]]:
-    """(INSTRUCTION, args) of the Dockerfile's last stage."""
+def dockerfile_steps() -> list[tuple[str, str]]:
+    """(INSTRUCTION, args) of every Dockerfile instruction, in order."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
     steps = []
     for line in text.splitlines():
@@ -56,8 +57,50 @@ def final_stage() -> list[tuple[str, str]]:
         if line and not line.startswith("#"):
             word, _, rest = line.partition(" ")
             steps.append((word.upper(), rest.strip()))
+    return steps
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = dockerfile_steps()
     last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
     return steps[last_from:]
+
+
+def build_stage() -> list[tuple[str, str]]:
+    steps = dockerfile_steps()
+    froms = [i for i, (word, _) in enumerate(steps) if word == "FROM"]
+    return steps[froms[0] : froms[1]]
+
+
+def replay_build_stage(rootfs: Path) -> list[str]:
+    """Carry out the build stage's WORKDIR and COPY instructions into
+    ``rootfs`` (a stand-in for the image's filesystem), copying only what the
+    Dockerfile names, and return its RUN command with paths under rootfs:
+    a file the Dockerfile forgets to COPY is missing here too."""
+    workdir = Path("/")
+    run: list[str] = []
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.db", "*.db-*")
+    for word, args in build_stage():
+        if word == "WORKDIR":
+            workdir = workdir / args
+            (rootfs / str(workdir).lstrip("/")).mkdir(parents=True, exist_ok=True)
+        elif word == "COPY":
+            *sources, dest = [a for a in shlex.split(args) if not a.startswith("--")]
+            target = rootfs / str(workdir / dest).lstrip("/")
+            for source in sources:
+                origin = ROOT / source
+                if origin.is_dir():
+                    shutil.copytree(origin, target, ignore=ignore, dirs_exist_ok=True)
+                elif dest.endswith("/"):
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, target / origin.name)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, target)
+        elif word == "RUN":
+            run = shlex.split(args)
+    assert run, "the build stage has no RUN"
+    return [str(rootfs / a.lstrip("/")) if a.startswith("/") else a for a in run]
 
 
 def image_env(stage: list[tuple[str, str]]) -> dict[str, str]:
@@ -94,15 +137,19 @@ def test_dockerfile_installs_with_deploy_install_sh() -> None:
 
 @pytest.mark.timeout(600)  # a full install; slow on a loaded machine
 def test_installed_like_the_image_serves_healthz(tmp_path: Path) -> None:
-    prefix = tmp_path / "opt-keyops"
     state = tmp_path / "var-lib-keyops"
     (state / "secrets").mkdir(parents=True)
     # The pip cache stays on (the Dockerfile turns it off for the layer only),
     # so a warm machine installs from cache.
     install_env = {k: v for k, v in os.environ.items() if k != "PIP_NO_CACHE_DIR" and not k.startswith("KEYOPS_")}
+    # The build stage, replayed: its COPYs into a scratch root, then its RUN
+    # (sh .../keyops-install .../src .../opt/keyops all).
+    rootfs = tmp_path / "build-rootfs"
+    command = replay_build_stage(rootfs)
+    prefix = rootfs / "opt" / "keyops"
     started = time.monotonic()
     install = subprocess.run(
-        ["sh", str(ROOT / "deploy" / "install.sh"), str(ROOT), str(prefix), "all"],
+        command,
         env=install_env,
         capture_output=True,
         text=True,
@@ -113,7 +160,7 @@ def test_installed_like_the_image_serves_healthz(tmp_path: Path) -> None:
     took = time.monotonic() - started
     # About 35 s on a quiet machine with a warm pip cache; printed, not
     # asserted (a loaded machine is slower, and that is no bug).
-    print(f"deploy/install.sh took {took:.1f}s")
+    print(f"the build stage (deploy/install.sh) took {took:.1f}s")
     assert install.returncode == 0, install.stderr[-3000:]
     assert install.stdout.strip().splitlines()[-1].startswith("keyops "), install.stdout[-500:]
     assert not (prefix / "bin" / "pip").exists(), "the environment must not carry its own pip"
