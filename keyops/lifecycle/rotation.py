@@ -261,8 +261,23 @@ class RotationEngine:
         if not rotation_ids:
             return []
         results: list[RotationResult] = []
+
+        def guarded(rotation_id: str) -> RotationResult | None:
+            # One rotation's unexpected failure (the database went away, a bug)
+            # must not lose the others' results; its lease lets it be resumed.
+            try:
+                return self._drive(rotation_id, worker)
+            except Exception:
+                log.exception(
+                    "rotation stopped unexpectedly; it resumes when its lease expires",
+                    extra={"rotation_id": rotation_id},
+                )
+                return None
+
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(rotation_ids))) as pool:
-            for result in pool.map(lambda rid: self._drive(rid, worker), rotation_ids):
+            for result in pool.map(guarded, rotation_ids):
+                if result is None:
+                    continue
                 results.append(result)
                 if progress is not None:
                     progress(result)
