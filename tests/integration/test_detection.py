@@ -129,13 +129,13 @@ def test_live_intake_and_replay_give_the_same_findings(app: App, traffic: Traffi
 def test_bad_and_unknown_events_are_rejected_and_change_nothing(app: App, traffic: Traffic) -> None:
     spec = traffic.keys[0]
     issued = app.keys.issue(spec.name, owner=spec.owner, profile=spec.profile, policy="standard", actor="test")
-    good = parse_all([{"ts": 1793491200.0 + i, "key_id": issued.key.id, "prompt": f"hello {i}"} for i in range(10)])
-    unknown = parse_all([{"ts": 1793491300.0, "key_id": "01a219fe-a712-7523-b8e2-000000000009"}])
+    good = parse_all([{"ts": 1793491200.0 + i, "key_id": issued.key.id, "prompt": f"hello {i}"} for i in range(60)])
+    unknown = parse_all([{"ts": 1793491230.0, "key_id": "01a219fe-a712-7523-b8e2-000000000009"}])
     result = app.detection.ingest(good + unknown)
-    assert [i for i, _ in result.rejected] == [10]
+    assert [i for i, _ in result.rejected] == [60]
     assert "unknown key" in result.rejected[0][1]
     seen = app.detection.engine.keys[issued.key.id].n
-    late = parse_all([{"ts": 1793491100.0, "key_id": issued.key.id, "output_tokens": 10**6}])
+    late = parse_all([{"ts": 1793491201.0, "key_id": issued.key.id, "output_tokens": 10**6}])
     result = app.detection.ingest(late)
     assert result.rejected and "watermark" in result.rejected[0][1]
     assert app.detection.engine.keys[issued.key.id].n == seen
