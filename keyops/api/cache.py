@@ -24,6 +24,7 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 #: Version and key states as small integers.
 VERSION_STATES = ("pending", "current", "previous", "retired", "revoked")
@@ -163,16 +164,94 @@ class VerifyCache:
     # ------------------------------------------------------------ writing --
 
     def _add_key(self, row: KeyRow) -> int:
+        return self._add_key_raw(row.id, row.name, row.owner, row.profile, row.state, _ts(row.expires_at))
+
+    def _add_key_raw(self, key_id: str, name: str, owner: str, profile: str, state: str, expires: float) -> int:
         index = self._key_count
-        self._k_ids += uuid.UUID(row.id).bytes
-        self._k_names += row.name.encode("utf-8")
+        self._k_ids += bytes.fromhex(key_id.replace("-", "")) if len(key_id) == 36 else uuid.UUID(key_id).bytes
+        self._k_names += name.encode("utf-8")
         self._k_name_off.append(len(self._k_names))
-        self._k_owner.append(self._owners.get(row.owner))
-        self._k_profile.append(self._profiles.get(row.profile))
-        self._k_state.append(_KSTATE.get(row.state, _KSTATE["revoked"]))
-        self._k_expires.append(_ts(row.expires_at))
+        self._k_owner.append(self._owners.get(owner))
+        self._k_profile.append(self._profiles.get(profile))
+        self._k_state.append(_KSTATE.get(state, _KSTATE["revoked"]))
+        self._k_expires.append(expires)
         self._key_count += 1
         return index
+
+    def bulk_load(self, rows: Iterable[Any]) -> None:
+        """Fill an empty cache from the load query's rows (id, name, owner,
+        profile, state, expires epoch, digest hex, number, version state,
+        grace epoch), ordered by key id. One tight loop with local names and
+        no per-key calls: this is most of the start-up time with 1M keys."""
+        if self._key_count:
+            raise ValueError("bulk_load fills an empty cache only")
+        slots = self._slots
+        digests, ids, names = self._digests, self._k_ids, self._k_names
+        name_off: list[int] = []
+        v_key: list[int] = []
+        v_number: list[int] = []
+        v_state: list[int] = []
+        v_grace: list[float] = []
+        k_owner: list[int] = []
+        k_profile: list[int] = []
+        k_state: list[int] = []
+        k_expires: list[float] = []
+        owners, profiles = self._owners.get, self._profiles.get
+        vstates, kstates = _VSTATE, _KSTATE
+        fromhex = bytes.fromhex
+        counts = self._state_counts
+        last_id = None
+        index = -1
+        for key_id, name, owner, profile, state, expires, digest_hex, number, vstate, grace in rows:
+            if key_id != last_id:
+                last_id = key_id
+                index += 1
+                ids += fromhex(key_id.replace("-", ""))
+                names += name.encode("utf-8")
+                name_off.append(len(names))
+                k_owner.append(owners(owner))
+                k_profile.append(profiles(profile))
+                k_state.append(kstates.get(state, 3))
+                k_expires.append(expires)
+                counts[state] = counts.get(state, 0) + 1
+            digest = fromhex(digest_hex)
+            slots[int.from_bytes(digest[:8], "big") >> 4] = len(v_key)
+            digests += digest[8:]
+            v_key.append(index)
+            v_number.append(number)
+            v_state.append(vstates.get(vstate, 4))
+            v_grace.append(grace)
+        self._k_name_off.extend(name_off)
+        self._v_key.fromlist(v_key)
+        self._v_number.fromlist(v_number)
+        self._v_state.fromlist(v_state)
+        self._v_grace.fromlist(v_grace)
+        self._k_owner.fromlist(k_owner)
+        self._k_profile.fromlist(k_profile)
+        self._k_state.fromlist(k_state)
+        self._k_expires.fromlist(k_expires)
+        self._key_count = self._live_keys = index + 1
+
+    def add_raw(
+        self,
+        key: tuple[str, str, str, str, str, float],
+        versions: list[tuple[bytes, int, str, float]],
+    ) -> None:
+        """``add`` without the row objects: the bulk loader's path for a
+        million keys (id, name, owner, profile, state, expires epoch) and
+        (digest, number, state, grace-end epoch) per version."""
+        index = self._add_key_raw(*key)
+        slots, digests, v_key, v_number = self._slots, self._digests, self._v_key, self._v_number
+        for digest, number, state, grace in versions:
+            slot = len(v_key)
+            digests += digest[8:]
+            v_key.append(index)
+            v_number.append(number)
+            self._v_state.append(_VSTATE.get(state, _VSTATE["revoked"]))
+            self._v_grace.append(grace)
+            slots[int.from_bytes(digest[:8], "big") >> 4] = slot
+        self._live_keys += 1
+        self._state_counts[key[4]] = self._state_counts.get(key[4], 0) + 1
 
     def _add_version(self, key_index: int, version: VersionRow) -> None:
         if len(version.digest) != 32:

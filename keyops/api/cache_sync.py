@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -97,10 +97,66 @@ def _key_rows(engine: Engine, key_ids: list[str] | None) -> Iterator[KeyRow]:
             yield _row(current, versions)
 
 
+_LOAD_SQL = (
+    "SELECT k.id, k.name, k.owner, k.profile, k.state, k.expires_at,"
+    " v.secret_hash, v.number, v.state, v.grace_ends_at"
+    " FROM keys k JOIN key_versions v ON v.key_id = k.id"
+    " WHERE v.secret_hash IS NOT NULL ORDER BY k.id, v.number"
+)
+
+
+def _epoch(value: Any) -> float:
+    """A timestamp column as epoch seconds, straight from the driver: SQLite
+    gives naive UTC text, PostgreSQL aware datetimes."""
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return float(value.timestamp())
+
+
+def _driver_rows(engine: Engine) -> Iterator[Any]:
+    """The load query's rows as the DBAPI driver returns them (SQLAlchemy's
+    row objects cost more than the rest of the load together)."""
+    raw = engine.raw_connection()
+    try:
+        if engine.dialect.name == "postgresql":
+            with raw.dbapi_connection.cursor(name="keyops_cache_load") as cursor:  # type: ignore[union-attr]
+                cursor.itersize = 20000
+                cursor.execute(_LOAD_SQL)
+                yield from cursor
+            raw.rollback()
+        else:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(_LOAD_SQL)
+                while rows := cursor.fetchmany(20000):
+                    yield from rows
+            finally:
+                cursor.close()
+    finally:
+        raw.close()
+
+
+def _normalised(rows: Iterator[Any]) -> Iterator[tuple[Any, ...]]:
+    for row in rows:
+        expires, grace = row[5], row[9]
+        if expires is None and grace is None:
+            yield row[0], row[1], row[2], row[3], row[4], 0.0, row[6], row[7], row[8], 0.0
+        else:
+            yield (
+                row[0], row[1], row[2], row[3], row[4], 0.0 if expires is None else _epoch(expires),
+                row[6], row[7], row[8], 0.0 if grace is None else _epoch(grace),
+            )  # fmt: skip
+
+
 def load_cache(engine: Engine) -> VerifyCache:
+    """Every hashed version, in one streaming query on the driver's own rows
+    (no ORM, no per-row objects): a million keys load in seconds."""
     cache = VerifyCache()
-    for row in _key_rows(engine, None):
-        cache.add(row)
+    cache.bulk_load(_normalised(_driver_rows(engine)))
     return cache
 
 

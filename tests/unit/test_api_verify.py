@@ -3,6 +3,7 @@ decision, the compact cache and the local token bucket."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from datetime import UTC, datetime
@@ -71,3 +72,22 @@ def test_local_bucket_refills_at_the_profile_rate() -> None:
     assert decisions[2].remaining == 0 and decisions[3].reset == 3
     assert buckets.take_now("k", limit, 1, 101.0).allowed
     assert not buckets.take_now("k", limit, 2, 101.5).allowed
+
+
+def test_bulk_load_matches_add() -> None:
+    rows = []
+    added = VerifyCache()
+    for i in range(50):
+        key_id = str(uuid.uuid4())
+        versions = [(hashlib.sha256(f"{i}-{n}".encode()).digest(), n, "previous" if n == 1 else "current", None)
+                    for n in (1, 2)]  # fmt: skip
+        added.add(_row(key_id, "active" if i % 3 else "suspended", *versions))
+        rows += [(key_id, "team/a", "team", "interactive", "active" if i % 3 else "suspended", 0.0,
+                  d.hex(), n, s, 0.0) for d, n, s, _ in versions]  # fmt: skip
+    bulk = VerifyCache()
+    bulk.bulk_load(sorted(rows, key=lambda r: (r[0], r[7])))
+    assert len(bulk) == len(added) == 50 and bulk.states() == added.states()
+    for row in rows:
+        one, two = bulk.lookup(bytes.fromhex(row[6])), added.lookup(bytes.fromhex(row[6]))
+        assert one is not None and two is not None
+        assert dataclasses.replace(one, key_index=0) == dataclasses.replace(two, key_index=0)
