@@ -146,7 +146,7 @@ class ServerSettings:
     #: Largest accepted POST body for /v1/usage and /v1/alerts (bytes); 413 above.
     max_body_bytes: int = 1048576
     #: Full reload of the verify cache (the safety net behind change notifications).
-    cache_refresh: str = "5m"
+    cache_refresh: str = "30m"
     #: Milliseconds between polls of the change log (PostgreSQL also LISTENs).
     change_poll_ms: int = 250
     #: Serve /metrics and /openapi.json without a token.
