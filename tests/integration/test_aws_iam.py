@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 
 from keyops import audit
 from keyops.domain.keyformat import hash_key
+from keyops.errors import InvalidInputError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from tests.integration import iam_support as iam
@@ -55,8 +56,7 @@ def test_adopt_rotate_limit_retire_evict_revoke(
         assert (v1.external_id, v1.secret_hash, v1.state) == (first["AccessKeyId"], None, "current")
 
         # rotate: AWS mints the second key; the destination serves it; both work during grace
-        code, err = run("keys", "rotate", name)
-        assert code == 0, err
+        assert app.rotations.rotate(name, actor="test").ok
         v1, v2 = iam.versions(app, name)
         keys = iam.iam_keys(moto_server, user)
         assert keys == {first["AccessKeyId"]: "Active", v2.external_id: "Active"}
@@ -84,8 +84,7 @@ def test_adopt_rotate_limit_retire_evict_revoke(
         iam.assert_iam_invariants(app, moto_server, name, user, secret_name)
 
         # still two keys: --evict-oldest-inactive deletes the inactive one to make room
-        code, err = run("keys", "rotate", name, "--evict-oldest-inactive")
-        assert code == 0, err
+        assert app.rotations.rotate(name, actor="test", evict_oldest_inactive=True).ok
         _, _, v3 = iam.versions(app, name)
         assert iam.iam_keys(moto_server, user) == {v2.external_id: "Active", v3.external_id: "Active"}
         third_secret = iam.served(moto_server, secret_name)["AWSCURRENT"]["SecretAccessKey"]
@@ -124,8 +123,6 @@ def test_missing_user_and_refused_permission_name_the_action(
     )  # fmt: skip
     assert result.code == 4, result.stderr
     assert result.stderr.count("\n") == 1 and "iam:ListAccessKeys" in result.stderr and "no-such-user" in result.stderr
-    bad = cli("keys", "adopt", "ci/bad", "--iam-user", "bad user!", "--owner", "platform", extra_env=full_env)
-    assert bad.code == 6 and "IAM user name" in bad.stderr
 
     # keyops' own AWS identity may list keys but not create them: the rotation fails naming iam:CreateAccessKey
     from moto import settings as moto_settings
@@ -143,6 +140,8 @@ def test_missing_user_and_refused_permission_name_the_action(
     creds = iam_client.create_access_key(UserName=operator)["AccessKey"]
     app = iam.build_app(full_env)
     try:
+        with pytest.raises(InvalidInputError, match="IAM user name"):
+            iam.adopt(app, "ci/bad", "bad user!", f"aws-sm:{store_prefix}bad")
         iam.adopt(app, "ci/limited", user, f"aws-sm:{store_prefix}limited")
         with app.sessions.begin() as session:  # no destination: only IAM is exercised
             session.execute(delete(models.Destination))
@@ -167,7 +166,7 @@ def test_adopt_refusals_change_nothing(full_env: dict[str, str], moto_server: Mo
     moto_server.client("iam").create_access_key(UserName=user)
     app = iam.build_app(full_env)
     try:
-        from keyops.errors import ConflictError, InvalidInputError, StoreConflictError
+        from keyops.errors import ConflictError, StoreConflictError
 
         with pytest.raises(InvalidInputError, match="--access-key-id"):
             iam.adopt(app, "ci/two", user, f"aws-sm:{store_prefix}two")

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from keyops.detect.cloudtrail import to_usage
+from keyops.detect import cloudtrail
+from keyops.detect.cloudtrail import looks_like_cloudtrail, to_usage
 from tests.integration import iam_support as iam
 from tests.support.servers import MotoServer
 
@@ -98,15 +99,17 @@ def test_replay_cloudtrail_for_an_adopted_key(
 
     lines = tmp_path / "trail.jsonl"
     lines.write_text("\n".join(json.dumps(r) for r in rows[:50]) + "\nnot json\n")
-    result = cli("replay", str(lines), "--dry-run", "--json", extra_env=full)
-    assert result.code == 0, result.stderr
-    assert json.loads(result.stdout)["events"] == 50 and "line 51: not JSON" in result.stderr
+    assert looks_like_cloudtrail(str(lines))
+    app = iam.build_app(full)
+    try:
+        accepted, _, problems = cloudtrail.replay(app.detection.replay_session(dry_run=True), str(lines), app.sessions)
+    finally:
+        app.close()
+    assert accepted == 50 and len(problems) == 1 and problems[0].startswith("line 51: not JSON"), problems
 
 
 @pytest.mark.parametrize("content", [b"", b"{}", b'{"ts": 1}'])
 def test_usage_files_are_not_mistaken_for_cloudtrail(tmp_path: Path, content: bytes) -> None:
-    from keyops.detect.cloudtrail import looks_like_cloudtrail
-
     path = tmp_path / "usage.jsonl"
     path.write_bytes(content)
     assert not looks_like_cloudtrail(str(path))
