@@ -130,6 +130,8 @@ class RotationEngine:
         if len(reason) > 1000:
             raise InvalidInputError("reason is too long (at most 1000 characters)")
         worker = worker_id or self.worker_id
+        if grace_seconds == 0 and self._end_previous(name_or_id, actor):
+            evict_oldest_inactive = True  # a compromised cloud key: room for its successor is made, not asked for
         self._preflight(name_or_id, evict_oldest_inactive)
         with self._sessions.begin() as session:
             key = find_key(session, name_or_id, for_update=True)
@@ -159,6 +161,20 @@ class RotationEngine:
                     rotation.steps = [*(rotation.steps or []), {"step": "evict_allowed", "evict": True}]
             rotation_id = rotation.id
         return self._drive(rotation_id, worker)
+
+    def _end_previous(self, name_or_id: str, actor: str) -> bool:
+        """Grace 0 for a cloud-issued key: its versions still in grace end
+        *before* the new one is minted (they would end right after anyway),
+        so an IAM user's two-key limit cannot keep a leaked key alive. The
+        current key keeps working until the new one is active."""
+        with self._sessions() as session:
+            key = find_key(session, name_or_id)
+            if key.issuer == "native" or not can_rotate(key.state):
+                return False
+            previous = [v.id for v in key.versions if v.state == "previous"]
+        for version_id in previous:
+            self.retirer.retire_version(version_id, actor=actor, why="grace 0")
+        return True
 
     def _preflight(self, name_or_id: str, evict: bool) -> None:
         """Ask a cloud issuer whether it can mint now (before anything is

@@ -116,3 +116,24 @@ def test_leak_signal_rotates_the_access_key_with_zero_grace(
         [finding] = session.execute(select(models.Finding).where(models.Finding.key_id == view.id)).scalars().all()
     assert (rotation.trigger, rotation.grace_seconds) == ("alert", 0)
     assert finding.detector == "alert:sns" and finding.action == "rotate_now"
+
+
+def test_guardduty_during_grace_is_not_blocked_by_the_two_key_limit(
+    alert_app: App, moto_server: MotoServer, pki: vendors.Pki, store_prefix: str
+) -> None:
+    """Both IAM slots are taken (old key in grace, new key current) when the
+    current key leaks: the old one ends first, so the rotation can mint."""
+    user, first = iam.new_user(moto_server)
+    secret = f"{store_prefix}grace"
+    iam.adopt(alert_app, "ci/grace", user, f"aws-sm:{secret}")
+    assert alert_app.rotations.rotate("ci/grace", actor="test").ok
+    _, leaked = iam.versions(alert_app, "ci/grace")
+    assert len(iam.iam_keys(moto_server, user)) == 2
+    doc = vendors.sns_sign(vendors.sns_notification(vendors.guardduty_finding(str(leaked.external_id))), pki.sns_key)
+    outcome = alert_app.alerts.receive("sns", {}, json.dumps(doc).encode())
+    assert outcome.status == 200 and outcome.body["keys"][0]["result"] == "rotated with zero grace", outcome.body
+    v1, v2, v3 = iam.versions(alert_app, "ci/grace")
+    assert (v1.state, v2.state, v3.state) == ("retired", "retired", "current")
+    assert iam.iam_keys(moto_server, user) == {str(leaked.external_id): "Inactive", str(v3.external_id): "Active"}
+    assert first["AccessKeyId"] not in iam.iam_keys(moto_server, user)
+    iam.assert_iam_invariants(alert_app, moto_server, "ci/grace", user, secret)
