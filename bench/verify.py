@@ -168,10 +168,16 @@ wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer {token}"
 wrk.headers["Content-Type"] = "application/json"
 local bodies = {{ {bodies} }}
+local requests = {{}}
 local i = 0
+init = function(args)
+  for n, body in ipairs(bodies) do
+    requests[n] = wrk.format(nil, nil, nil, body)
+  end
+end
 request = function()
-  i = (i % #bodies) + 1
-  return wrk.format(nil, nil, nil, bodies[i])
+  i = (i % #requests) + 1
+  return requests[i]
 end
 """
     )

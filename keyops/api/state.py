@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyops.api.auth import allows, caller_for
-from keyops.api.cache_sync import CacheSync
+from keyops.api.cache_sync import CacheSync, Caller
 from keyops.api.metrics import Metrics
 from keyops.api.ratelimit import LocalBuckets, RedisBuckets
 from keyops.bootstrap import App
@@ -33,10 +33,21 @@ class ApiState:
     worker_id: str = ""
     scheduler: Any = None
     redis: Any = None
+    _memo: dict[str, Caller] = field(default_factory=dict)
+    _memo_for: object = None
 
     def check(self, header: str | None, scope: str) -> tuple[int, bytes] | None:
-        """None when the caller may use ``scope``; else (401 or 403, JSON body)."""
-        caller = caller_for(self.sync.callers, header)
+        """None when the caller may use ``scope``; else (401 or 403, JSON body).
+        Known headers are memoised per token table (a gateway sends the same
+        one every time), so the hot path skips parsing and hashing."""
+        callers = self.sync.callers
+        if callers is not self._memo_for:
+            self._memo, self._memo_for = {}, callers
+        caller = self._memo.get(header) if header is not None else None
+        if caller is None:
+            caller = caller_for(callers, header)
+            if caller is not None and header is not None and len(self._memo) < 4096:
+                self._memo[header] = caller
         if caller is None:
             return 401, _UNAUTHORIZED
         if not allows(caller, scope):

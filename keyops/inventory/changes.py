@@ -31,7 +31,10 @@ log = logging.getLogger("keyops.changes")
 
 CHANNEL = "keyops_changes"
 _PENDING = "keyops_changes_pending"
-_WATCHED_TABLES = {"keys", "key_versions", "profiles", "api_tokens"}
+#: What a bulk UPDATE/DELETE on each watched table publishes: profiles and
+#: tokens are reloaded whole anyway; a bulk change to keys or versions cannot
+#: be attributed to keys, so every replica rebuilds its cache.
+_BULK_MARKERS = {"keys": "all:", "key_versions": "all:", "profiles": "profile:", "api_tokens": "token:"}
 #: NOTIFY payloads are capped at 8000 bytes by PostgreSQL; above this many ids
 #: a single "all" is sent instead.
 _MAX_NOTIFY_IDS = 150
@@ -106,8 +109,8 @@ def _on_execute(state: ORMExecuteState) -> None:
         return
     mapper = state.bind_mapper
     table = getattr(getattr(mapper, "local_table", None), "name", None)
-    if table in _WATCHED_TABLES:
-        state.session.info.setdefault(_PENDING, set()).add("all:")
+    if table in _BULK_MARKERS:
+        state.session.info.setdefault(_PENDING, set()).add(_BULK_MARKERS[table])
 
 
 def install(sessions: sessionmaker[Session]) -> None:
