@@ -30,6 +30,7 @@ class KeyMeta:
     name: str
     owner: str
     profile: str
+    overrides: str = ""  # the key's profile overrides as canonical JSON ("" = none)
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ is released, so a slow database never blocks other intake threads for long.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,10 +33,13 @@ from keyops.detect.engine import Engine, Output
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import ActionRecord, FindingRecord, KeyMeta
 from keyops.domain.durations import parse_duration
+from keyops.domain.specs import SpecError, parse_profile
+from keyops.errors import KeyOpsError
 from keyops.inventory import models
 from keyops.lifecycle.findings import FindingService
 from keyops.lifecycle.specs import SpecRegistry
 
+log = logging.getLogger("keyops.detect")
 CACHE_MAX = 200_000
 NEGATIVE_TTL = 30.0
 PROFILE_TTL = 60.0
@@ -118,7 +123,7 @@ class DetectionService:
                 if meta is None:
                     result.rejected.append((i, "unknown key: no key in the inventory has this id or hash"))
                     continue
-                cfg = profiles.get(meta.profile)
+                cfg = profiles.get(meta.profile) if not meta.overrides else self._overridden(meta)
                 if cfg is None:
                     result.rejected.append((i, f"the key's profile {meta.profile!r} does not exist"))
                     continue
@@ -165,6 +170,28 @@ class DetectionService:
             self._profiles_at = now
         return self._profiles
 
+    def _overridden(self, meta: KeyMeta) -> DetectorConfig | None:
+        """The key's profile with its per-key overrides merged in (cached).
+        Overrides that do not validate are ignored with a warning: the key
+        is then judged by its plain profile, never by nothing."""
+        cache_key = f"{meta.profile}\n{meta.overrides}"
+        cfg = self._profiles.get(cache_key)
+        if cfg is not None:
+            return cfg
+        base = self._profiles.get(meta.profile)
+        if base is None:
+            return None
+        try:
+            profile = self._specs.profile(meta.profile)
+            doc = profile.to_document()
+            doc.pop("name", None)
+            cfg = DetectorConfig.of(parse_profile(meta.profile, _merge(doc, orjson.loads(meta.overrides))))
+        except (SpecError, KeyOpsError, ValueError) as exc:
+            log.warning("ignoring invalid profile overrides", extra={"key_id": meta.key_id, "error": str(exc)})
+            cfg = base
+        self._profiles[cache_key] = cfg
+        return cfg
+
     def _resolve(self, refs: Iterable[str]) -> dict[str, KeyMeta]:
         found: dict[str, KeyMeta] = {}
         missing_ids: list[str] = []
@@ -184,12 +211,16 @@ class DetectionService:
         with self._sessions() as session:
             for chunk in _chunks(missing_ids):
                 rows = session.execute(
-                    select(models.Key.id, models.Key.name, models.Key.owner, models.Key.profile).where(
-                        models.Key.id.in_(chunk)
-                    )
+                    select(
+                        models.Key.id,
+                        models.Key.name,
+                        models.Key.owner,
+                        models.Key.profile,
+                        models.Key.profile_overrides,
+                    ).where(models.Key.id.in_(chunk))
                 )
-                for key_id, name, owner, profile in rows:
-                    fetched["id:" + key_id] = KeyMeta(key_id, name, owner, profile)
+                for key_id, name, owner, profile, overrides in rows:
+                    fetched["id:" + key_id] = KeyMeta(key_id, name, owner, profile, _canonical(overrides))
             for chunk in _chunks(missing_hashes):
                 rows2: Any = session.execute(
                     select(
@@ -198,12 +229,13 @@ class DetectionService:
                         models.Key.name,
                         models.Key.owner,
                         models.Key.profile,
+                        models.Key.profile_overrides,
                     )
                     .join(models.Key, models.Key.id == models.KeyVersion.key_id)
                     .where(models.KeyVersion.secret_hash.in_(chunk))
                 )
-                for secret_hash, key_id, name, owner, profile in rows2:
-                    fetched["hash:" + secret_hash] = KeyMeta(key_id, name, owner, profile)
+                for secret_hash, key_id, name, owner, profile, overrides in rows2:
+                    fetched["hash:" + secret_hash] = KeyMeta(key_id, name, owner, profile, _canonical(overrides))
         with self._lock:
             for ref, meta in fetched.items():
                 self._metas[ref] = meta
@@ -219,6 +251,23 @@ class DetectionService:
             if len(self._unknown) > CACHE_MAX:
                 self._unknown.clear()
         return found
+
+
+def _canonical(overrides: Any) -> str:
+    return orjson.dumps(overrides, option=orjson.OPT_SORT_KEYS).decode() if overrides else ""
+
+
+def _merge(base: dict[str, Any], extra: Any) -> dict[str, Any]:
+    """Deep merge of per-key overrides into a profile document."""
+    if not isinstance(extra, dict):
+        raise ValueError("profile overrides must be a table")
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:

@@ -140,3 +140,25 @@ def test_bad_and_unknown_events_are_rejected_and_change_nothing(app: App, traffi
     assert result.rejected and "watermark" in result.rejected[0][1]
     assert app.detection.engine.keys[issued.key.id].n == seen
     assert app.detection.engine.keys[issued.key.id].tok_out == 0
+
+
+def test_per_key_override_to_monitor_records_but_does_not_act(app: App, traffic: Traffic) -> None:
+    proxy = [k for k in traffic.keys if k.scenario == "attack-proxy-mix"]
+    subset = Traffic(seed=traffic.seed, days=traffic.days, keys=proxy)
+    subset.events = [e for e in traffic.events if e["_key"] == proxy[0].name]
+    ids = issue_all(app, subset)
+    with app.sessions.begin() as session:
+        key = session.get(models.Key, ids[proxy[0].name])
+        assert key is not None
+        key.profile_overrides = {"enforcement": "monitor", "detectors": {"reasoning": {"expected_share": 0.5}}}
+    _, actions = feed_live(app, parse_all(bind(subset, ids)))
+    assert actions, "templated and reasoning evidence still lead to decisions"
+    assert all(a.enforcement == "monitor" and not a.applied for a in actions)
+    assert app.keys.show(proxy[0].name).state == "active"
+    with app.sessions() as session:
+        events = (
+            session.execute(select(models.AuditEvent).where(models.AuditEvent.action == "detection.action"))
+            .scalars()
+            .all()
+        )
+        assert events and not any(e.details["applied"] for e in events)
