@@ -1,7 +1,7 @@
 """``keyops keys adopt``: manage a credential keyops did not mint (an IAM access key).
 
-Registered on the ``keys`` group by ``keys_cmd``; ``end_credentials`` is what
-``keys revoke`` calls so a revoked cloud key stops working at once.
+Registered on the ``keys`` group by ``keys_cmd``; ``sync_credentials`` is what
+``keys revoke/suspend/resume`` call so a cloud key's access keys follow its state at once.
 """
 
 from __future__ import annotations
@@ -70,9 +70,11 @@ def adopt(
     )
 
 
-def end_credentials(ctx: typer.Context, name: str) -> None:
-    """After ``keys revoke``: deactivate a cloud key's credentials now (deleted
-    after issuers.aws_iam.delete_hold). A failure is a warning: the scheduler retries."""
+def sync_credentials(ctx: typer.Context, name: str) -> None:
+    """After ``keys revoke``/``suspend``/``resume``: bring a cloud key's
+    credentials in line now (revoked or suspended: deactivated; resumed:
+    reactivated; revoked ones are deleted after issuers.aws_iam.delete_hold).
+    A failure is a warning: the scheduler's sweep retries."""
     app = state(ctx).app()
     janitor = app.rotations.janitor
     if janitor is None:
@@ -82,4 +84,4 @@ def end_credentials(ctx: typer.Context, name: str) -> None:
         return
     for swept in janitor.sweep(key_id=view.id, actor=state(ctx).actor):
         if swept.error:
-            sys.stderr.write(f"keyops: warning: could not end {swept.external_id} yet: {swept.error}\n")
+            sys.stderr.write(f"keyops: warning: {swept.external_id} not {swept.action} yet: {swept.error}\n")

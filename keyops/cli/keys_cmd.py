@@ -11,7 +11,7 @@ import orjson
 import typer
 
 from keyops.cli.adopt_cmd import adopt as adopt_command
-from keyops.cli.adopt_cmd import end_credentials
+from keyops.cli.adopt_cmd import sync_credentials
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.cli.rotations_cmd import print_rotation, rotate_due
@@ -305,19 +305,21 @@ def _state_change(ctx: typer.Context, name: str, action: str, reason: str, as_js
 def suspend(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Suspend a key: verify rejects it until it is resumed."""
     _state_change(ctx, name, "suspend", reason, as_json)
+    sync_credentials(ctx, name)  # cloud keys: access keys deactivated until resumed
 
 
 @app.command("resume")
 def resume(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Resume a suspended key."""
     _state_change(ctx, name, "resume", reason, as_json)
+    sync_credentials(ctx, name)
 
 
 @app.command("revoke")
 def revoke(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Revoke a key and all its versions, for good."""
     _state_change(ctx, name, "revoke", reason, as_json)
-    end_credentials(ctx, name)  # cloud keys: access keys deactivated now, deleted after the hold
+    sync_credentials(ctx, name)  # cloud keys: access keys deactivated now, deleted after the hold
 
 
 @app.command("update")

@@ -278,6 +278,14 @@ class AwsIamIssuer(Issuer):
         except NotFoundError:
             return  # already deleted (or the user is gone): nothing works with it any more
 
+    def reactivate(self, ctx: IssuerContext, external_id: str | None) -> None:
+        if not external_id:
+            return
+        user = user_of(ctx.config)
+        self._call(
+            "iam:UpdateAccessKey", user, "update_access_key", UserName=user, AccessKeyId=external_id, Status="Active"
+        )
+
     def delete(self, ctx: IssuerContext, external_id: str | None) -> None:
         if external_id:
             self._delete(user_of(ctx.config), external_id)

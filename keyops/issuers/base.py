@@ -19,8 +19,9 @@ The life of one piece of material, as the engine drives it:
    vendor call and the commit): the issuer then removes such orphans first.
 3. ``test(ctx, material)`` proves the new material works (aws-iam: an STS
    ``GetCallerIdentity`` signed with the new key must name the IAM user).
-4. ``deactivate(ctx, external_id)`` when its grace ends: it stops working but
-   can still be re-enabled by hand (aws-iam: status ``Inactive``).
+4. ``deactivate(ctx, external_id)`` when its grace ends, or while its key is
+   suspended: it stops working but can be re-enabled (aws-iam: status
+   ``Inactive``); ``reactivate`` undoes it when a suspended key is resumed.
 5. ``delete(ctx, external_id)`` after the hold, or at once for material that
    was minted but never delivered (``discard``).
 
@@ -115,6 +116,9 @@ class Issuer(ABC):
     @abstractmethod
     def deactivate(self, ctx: IssuerContext, external_id: str | None) -> None:
         """Make the material stop working (reversibly). Missing: no-op."""
+
+    def reactivate(self, ctx: IssuerContext, external_id: str | None) -> None:  # noqa: B027 - optional hook
+        """Undo ``deactivate`` (a suspended key is resumed). Missing: no-op."""
 
     @abstractmethod
     def delete(self, ctx: IssuerContext, external_id: str | None) -> None:

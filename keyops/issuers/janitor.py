@@ -6,6 +6,9 @@ issuer holds material outside keyops (``aws-iam``):
 
 * a **revoked** version's credential is deactivated at once (revoke means it
   stops working now), and
+* while a key is **suspended**, its current and previous credentials are
+  deactivated, and reactivated when it is resumed (``suspended`` in
+  ``issuer_config`` lists the ones keyops turned off), and
 * a retired or revoked version's credential is **deleted** once
   ``issuers.aws_iam.delete_hold`` has passed since it was retired/revoked.
   Until then an operator can re-enable it by hand if retiring it broke
@@ -28,21 +31,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from keyops import audit
-from keyops.domain.states import VersionState
+from keyops.domain.states import KeyState, VersionState
 from keyops.errors import KeyOpsError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.issuers import IssuerContext, IssuerRegistry
 
 log = logging.getLogger("keyops.issuers.janitor")
+_REASONS = {"deactivated": "revoked", "deleted": "hold ended", "suspended": "key suspended", "resumed": "key resumed"}
 DONE_STATES = (VersionState.RETIRED.value, VersionState.REVOKED.value)
+LIVE_STATES = (VersionState.CURRENT.value, VersionState.PREVIOUS.value)
 
 
 @dataclass(frozen=True)
 class Swept:
     key_name: str
     external_id: str
-    action: str  # "deactivated" | "deleted"
+    action: str  # "deactivated" | "deleted" | "suspended" | "resumed"
     error: str = ""
 
 
@@ -72,6 +77,15 @@ class IssuerJanitor:
                 config = dict(key.issuer_config or {})
                 deactivated = set(config.get("deactivated") or [])
                 deleted = set(config.get("deleted") or [])
+                suspended = set(config.get("suspended") or [])
+                for version in key.versions:
+                    eid = version.external_id
+                    if not eid or version.state not in LIVE_STATES:
+                        continue
+                    if key.state == KeyState.SUSPENDED.value and eid not in suspended:
+                        work.append(_Work(key.id, key.name, key.issuer, config, eid, "suspended"))
+                    elif key.state == KeyState.ACTIVE.value and eid in suspended:
+                        work.append(_Work(key.id, key.name, key.issuer, config, eid, "resumed"))
                 for version in key.versions:
                     eid = version.external_id
                     if not eid or eid in deleted or version.state not in DONE_STATES:
@@ -92,8 +106,10 @@ class IssuerJanitor:
             ctx = IssuerContext(key_id=item.key_id, key_name=item.key_name, config=item.config)
             try:
                 issuer = self._issuers.get(item.issuer)
-                if item.action == "deactivated":
+                if item.action in ("deactivated", "suspended"):
                     issuer.deactivate(ctx, item.external_id)
+                elif item.action == "resumed":
+                    issuer.reactivate(ctx, item.external_id)
                 else:
                     issuer.delete(ctx, item.external_id)
             except KeyOpsError as exc:
@@ -115,10 +131,16 @@ class IssuerJanitor:
             if key is None:
                 return
             config = dict(key.issuer_config or {})
-            seen = list(config.get(item.action) or [])
-            if item.external_id in seen:
-                return
-            config[item.action] = [*seen, item.external_id]
+            if item.action == "resumed":
+                held = list(config.get("suspended") or [])
+                if item.external_id not in held:
+                    return
+                config["suspended"] = [i for i in held if i != item.external_id]
+            else:
+                seen = list(config.get(item.action) or [])
+                if item.external_id in seen:
+                    return
+                config[item.action] = [*seen, item.external_id]
             key.issuer_config = config
             audit.append(
                 session,
@@ -126,6 +148,6 @@ class IssuerJanitor:
                 action=f"key.credential_{item.action}",
                 key_id=key.id,
                 key_name=key.name,
-                reason="revoked" if item.action == "deactivated" else "hold ended",
+                reason=_REASONS[item.action],
                 details={"issuer": item.issuer, "access_key_id": item.external_id},
             )

@@ -66,6 +66,16 @@ def test_adopt_rotate_limit_retire_evict_revoke(
         assert iam.whoami(moto_server, current).endswith(f":user/{user}")
         second_secret = current["SecretAccessKey"]
 
+        # suspended: its access keys stop working; resumed: they work again
+        janitor = app.rotations.janitor
+        assert janitor is not None
+        app.keys.suspend(name, actor="test", reason="investigating")
+        assert [s.error for s in janitor.sweep()] == ["", ""]
+        assert iam.iam_keys(moto_server, user) == {first["AccessKeyId"]: "Inactive", v2.external_id: "Inactive"}
+        app.keys.resume(name, actor="test")
+        janitor.sweep()
+        assert iam.iam_keys(moto_server, user) == keys
+
         # the two-key limit: refused with a clear line, nothing changed
         with app.sessions() as session:
             rotations_before = session.execute(select(func.count()).select_from(models.Rotation)).scalar_one()
@@ -93,7 +103,7 @@ def test_adopt_rotate_limit_retire_evict_revoke(
         code, err = run("keys", "revoke", name, "--reason", "decommissioned")
         assert code == 0, err
         assert iam.iam_keys(moto_server, user) == {v2.external_id: "Inactive", v3.external_id: "Inactive"}
-        app.rotations.janitor.sweep(now=utcnow() + timedelta(days=31))  # type: ignore[union-attr]
+        janitor.sweep(now=utcnow() + timedelta(days=31))
         assert iam.iam_keys(moto_server, user) == {}
         with app.sessions() as session:
             actions = session.execute(select(models.AuditEvent.action)).scalars().all()
