@@ -12,13 +12,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyops import audit
 from keyops.errors import ConfigError, InvalidInputError, KeyOpsError, StoreConflictError, StoreError
+from keyops.inventory import models
 from keyops.stores.base import Destination, SecretContext, SecretStore
 from keyops.stores.registry import StoreRegistry
 
 log = logging.getLogger("keyops.delivery")
 MAX_DESTINATIONS = 16
+ISSUING = "issuing: delivering to destinations"
+
+
+def issuing_reason(*, adopt: bool) -> str:
+    """The ``state_reason`` of a key whose first delivery is under way."""
+    return f"{ISSUING} (adopting)" if adopt else ISSUING
 
 
 @dataclass
@@ -89,3 +101,66 @@ def plan(stores: StoreRegistry | None, uris: Sequence[str], *, adopt: bool) -> D
             )
         targets.append((dest, store, described.exists))
     return DeliveryPlan(targets=targets, adopt=adopt)
+
+
+def abandon_stale_issues(
+    sessions: sessionmaker[Session], stores: StoreRegistry, older_than: datetime, *, actor: str
+) -> list[str]:
+    """Undo issues whose process died while delivering (the key is still
+    suspended as "issuing" after ``older_than``): remove what keyops wrote in
+    each destination, then the key. Destinations being adopted keep their
+    data (it was there before). Returns the names of the keys removed."""
+    removed: list[str] = []
+    with sessions() as session:
+        stale = (
+            session.execute(
+                select(models.Key.id)
+                .where(models.Key.state == "suspended", models.Key.state_reason.startswith(ISSUING))
+                .where(models.Key.created_at <= older_than)
+            )
+            .scalars()
+            .all()
+        )
+    for key_id in stale:
+        try:
+            name = _abandon_one(sessions, stores, key_id, actor)
+        except _Retry:
+            continue
+        if name is not None:
+            removed.append(name)
+    return removed
+
+
+class _Retry(Exception):
+    """Internal: leave this abandoned issue for the next run."""
+
+
+def _abandon_one(sessions: sessionmaker[Session], stores: StoreRegistry, key_id: str, actor: str) -> str | None:
+    with sessions.begin() as session:
+        key = session.execute(
+            select(models.Key).where(models.Key.id == key_id).with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if key is None or not key.state_reason.startswith(ISSUING):
+            return None
+        adopting = key.state_reason != ISSUING
+        for row in key.destinations:
+            if adopting:
+                continue
+            try:
+                dest, store = stores.resolve(row.uri)
+                store.delete(dest, key.id)
+            except KeyOpsError as exc:
+                log.warning("cannot undo an abandoned issue yet", extra={"key": key.name, "error": exc.message})
+                raise _Retry from None
+        audit.append(
+            session,
+            actor=actor,
+            action="key.issue_abandoned",
+            key_id=key.id,
+            key_name=key.name,
+            reason="the issuing process died before every destination held the key",
+            details={"destinations": [d.uri for d in key.destinations]},
+        )
+        name = key.name
+        session.delete(key)
+        return name

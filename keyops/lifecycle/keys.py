@@ -119,6 +119,15 @@ class KeyService:
                 key, version = self._insert(session, request, material, active=plan is None)
                 if plan is None:
                     self._audit_issued(session, key, request, material.display_prefix, actor, reason, ())
+                else:
+                    # Recorded before any store is written, so an issue killed
+                    # half-way can be found and undone (delivery.abandon_stale_issues).
+                    key.state_reason = delivery.issuing_reason(adopt=plan.adopt)
+                    for position, uri in enumerate(plan.uris):
+                        session.add(
+                            models.Destination(key_id=key.id, uri=uri, kind=uri.split(":", 1)[0], position=position)
+                        )
+                    session.flush()
                 session.refresh(key)
                 view = KeyView.of(key)
         except IntegrityError:
@@ -136,10 +145,6 @@ class KeyService:
             row = find_key(session, view.id, for_update=True)
             row.state = KeyState.ACTIVE.value
             row.state_reason = ""
-            for uri in plan.uris:
-                session.add(
-                    models.Destination(key_id=row.id, uri=uri, kind=uri.split(":", 1)[0], position=plan.uris.index(uri))
-                )
             self._audit_issued(session, row, request, material.display_prefix, actor, reason, plan.uris)
             session.flush()
             session.refresh(row)

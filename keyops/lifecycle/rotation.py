@@ -46,7 +46,7 @@ from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.issuers import IssuerRegistry, context_of
 from keyops.issuers.janitor import IssuerJanitor
-from keyops.lifecycle import claims
+from keyops.lifecycle import claims, delivery
 from keyops.lifecycle.keys import find_key
 from keyops.lifecycle.reconcile import Reconciler, ReconcileReport
 from keyops.lifecycle.retire import Retired, Retirer
@@ -366,9 +366,14 @@ class RotationEngine:
     ) -> list[RotationResult]:
         """Finish unfinished rotations. ``only_expired_leases=False`` also
         takes over rotations whose worker's lease is still live (use only when
-        that worker is known to be dead)."""
+        that worker is known to be dead). Also undoes ``keys issue --dest``
+        runs that died half-way (older than the lease, or any with
+        ``only_expired_leases=False``)."""
         worker = worker_id or self.worker_id
         now = utcnow()
+        delivery.abandon_stale_issues(
+            self._sessions, self._stores, now - self._lease if only_expired_leases else now, actor=f"keyops:{worker}"
+        )
         with self._sessions.begin() as session:
             taken = claims.resumable(
                 session, now, only_expired_leases=only_expired_leases, include_failed=include_failed, limit=limit

@@ -142,3 +142,64 @@ def _current_hash(app, name: str) -> str:  # type: ignore[no-untyped-def]
                 )
             ).scalar_one()
         )
+
+
+ISSUE_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from keyops.bootstrap import build
+    from keyops.config import load_settings
+
+    app = build(load_settings())
+    vault = app.stores.for_scheme("vault")
+    real_put = vault.put_initial
+
+    def put_then_die(*args, **kwargs):
+        real_put(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)  # the first destination got the key; the second never will
+
+    vault.put_initial = put_then_die
+    app.keys.issue(sys.argv[1], owner="payments", profile="interactive", policy="standard", actor="test",
+                   destinations=sys.argv[2:])
+    """
+)
+
+
+def test_issue_killed_between_destinations_is_undone(crash_env: dict[str, str], store_prefix: str) -> None:
+    vault_uri, aws_uri = f"vault:secret/{store_prefix}half", f"aws-sm:{store_prefix}half"
+    proc = subprocess.run(
+        [sys.executable, "-c", ISSUE_CHILD, "payments/half", vault_uri, aws_uri],
+        env=crash_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    app = build(load_settings(env=crash_env))
+    try:
+        view = app.keys.show("payments/half")
+        assert view.state == "suspended"  # never active: verify rejects it
+        dest, store = app.stores.resolve(vault_uri)
+        assert store.describe(dest).exists
+        app.rotations.resume()  # a live issue may still be running: left alone
+        assert app.keys.show("payments/half").state == "suspended"
+        app.rotations.resume(only_expired_leases=False)  # the operator knows it died
+        assert [k.name for k in app.keys.list()] == []
+        assert not store.describe(dest).exists
+        aws_dest, aws_store = app.stores.resolve(aws_uri)
+        assert not aws_store.describe(aws_dest).exists
+        with app.sessions() as session:
+            from keyops import audit
+
+            assert audit.verify(session).ok
+        # The name is free again.
+        app.keys.issue(
+            "payments/half",
+            owner="payments",
+            profile="interactive",
+            policy="standard",
+            actor="test",
+            destinations=[vault_uri, aws_uri],
+        )
+    finally:
+        app.close()
