@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select, update
 
+from keyops.bootstrap import App
+from keyops.inventory import models
+from keyops.inventory.types import utcnow
 from tests.support.waiting import wait_for
 
 
@@ -90,3 +96,73 @@ class Served:
 def cli_env(env: dict[str, str]) -> dict[str, str]:
     """The environment for a CLI process sharing the servers' settings."""
     return {**os.environ, **env}
+
+
+FAST = {
+    "KEYOPS_LOG_LEVEL": "INFO",
+    "KEYOPS_SCHEDULER_ROTATE_DUE_EVERY": "1s",
+    "KEYOPS_SCHEDULER_RETIRE_GRACE_EVERY": "1s",
+    "KEYOPS_SCHEDULER_RESUME_EVERY": "1s",
+    "KEYOPS_SERVER_SHUTDOWN_TIMEOUT": "6s",
+}
+
+
+def make_token(cli: Any) -> str:
+    result = cli("tokens", "create", "gateway", "--scopes", "verify,usage", "--json")
+    assert result.code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"name", "token", "scopes"}
+    return str(doc["token"])
+
+
+def issue_many(app: App, count: int, prefix: str) -> list[str]:
+    ids = []
+    for i in range(count):
+        issued = app.keys.issue(
+            f"{prefix}/k{i:03d}", owner="team", profile="batch", policy="standard", actor="test",
+            destinations=[f"file:{prefix}-{i:03d}"],
+        )  # fmt: skip
+        ids.append(issued.key.id)
+    return ids
+
+
+def make_due(app: App, ids: list[str]) -> None:
+    with app.engine.begin() as conn:
+        conn.execute(
+            update(models.Key).where(models.Key.id.in_(ids)).values(next_rotation_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def finished_per_key(app: App) -> dict[str, int]:
+    with app.engine.connect() as conn:
+        rows = conn.execute(
+            select(models.Rotation.key_id, func.count())
+            .where(models.Rotation.status == "finished")
+            .group_by(models.Rotation.key_id)
+        ).all()
+    return {k: n for k, n in rows}
+
+
+def assert_rotated_once(app: App, ids: list[str]) -> None:
+    """Exactly one finished rotation per key (audit and rotation rows), none
+    left unfinished, exactly one current version each."""
+    with app.engine.connect() as conn:
+        assert finished_per_key(app) == dict.fromkeys(ids, 1)
+        unfinished = conn.execute(
+            select(func.count()).where(models.Rotation.status.in_(("running", "failed")))
+        ).scalar_one()
+        assert unfinished == 0
+        finished = (
+            conn.execute(select(models.AuditEvent.key_id).where(models.AuditEvent.action == "rotation.finished"))
+            .scalars()
+            .all()
+        )
+        assert sorted(finished) == sorted(ids)
+        currents = conn.execute(
+            select(models.KeyVersion.key_id, func.count())
+            .where(models.KeyVersion.state == "current")
+            .group_by(models.KeyVersion.key_id)
+        ).all()
+        assert {k: n for k, n in currents} == dict.fromkeys(ids, 1)
+        versions = conn.execute(select(func.count()).select_from(models.KeyVersion)).scalar_one()
+        assert versions == 2 * len(ids)
