@@ -21,6 +21,7 @@ from keyops.domain.keyformat import hash_key
 from keyops.errors import InvalidInputError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
+from keyops.lifecycle.adopt import AdoptService
 from tests.integration import iam_support as iam
 from tests.support.servers import MotoServer
 
@@ -180,6 +181,18 @@ def test_adopt_refusals_change_nothing(full_env: dict[str, str], moto_server: Mo
 
         with pytest.raises(InvalidInputError, match="--access-key-id"):
             iam.adopt(app, "ci/two", user, f"aws-sm:{store_prefix}two")
+        with pytest.raises(InvalidInputError, match="no access key AKIANOSUCHKEY"):
+            iam.adopt(app, "ci/two", user, f"aws-sm:{store_prefix}two", "AKIANOSUCHKEY")
+        with pytest.raises(InvalidInputError, match="use --issuer aws-iam"):
+            AdoptService(app.sessions, app.issuers, app.stores).adopt(
+                "ci/native",
+                issuer="native",
+                owner="o",
+                profile="interactive",
+                policy="standard",
+                actor="t",
+                iam_user=user,
+            )
         moto_server.client("secretsmanager").create_secret(Name=f"{store_prefix}foreign", SecretString="x")
         with pytest.raises(StoreConflictError, match="does not own"):
             iam.adopt(app, "ci/two", user, f"aws-sm:{store_prefix}foreign", first["AccessKeyId"])
