@@ -241,6 +241,10 @@ class CacheSync:
                 self._recording.update(ids)
             for row in rows:
                 self.cache.replace(row)
+        if len(rows) < len(ids):
+            # A key row vanished (an issue rolled back after its commit): its
+            # digests are unknown now, so only a rebuild can drop them.
+            self._full_pending = True
 
     # -------------------------------------------------------------- changes --
 
