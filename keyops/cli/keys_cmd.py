@@ -100,8 +100,10 @@ def issue(
             raise InvalidInputError("--from-file issues the keys named in the file: drop NAME, --owner and --dest")
         _issue_from_file(ctx, from_file, reason, no_print)
         return
-    if not name or not owner:
-        raise InvalidInputError("give the key NAME and --owner (or --from-file FILE)")
+    if not name:
+        raise typer.BadParameter("missing: give the key NAME (or --from-file FILE)", param_hint="'NAME'")
+    if not owner:
+        raise typer.BadParameter("missing: who owns the key", param_hint="'--owner' / '-o'")
     if no_print and not dest:
         raise InvalidInputError("--no-print needs at least one --dest: otherwise the key would be lost")
     expires_at = _parse_expiry(expires)
