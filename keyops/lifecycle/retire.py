@@ -109,11 +109,14 @@ class Retirer:
                 else:
                     policy = policies.get(key.policy)
                     idle_for = policy.retire_when_idle if policy else None
-                    since = (
-                        max(d for d in (version.last_used_at, superseded, version.activated_at) if d)
-                        if (version.last_used_at or superseded or version.activated_at)
-                        else None
-                    )
+                    # Without per-version usage (verify records it), the key's
+                    # own last use is the conservative bound: traffic on either
+                    # version keeps the previous one alive.
+                    moments = [version.last_used_at, superseded, version.activated_at]
+                    if version.last_used_at is None:
+                        moments.append(key.last_used_at)
+                    known = [d for d in moments if d is not None]
+                    since = max(known) if known else None
                     if idle_for and since is not None and (now - since).total_seconds() >= idle_for:
                         why = "idle"
                 if why:
