@@ -10,7 +10,7 @@ from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table
 from keyops.config import read_spec_file
 from keyops.domain.durations import format_duration
-from keyops.domain.specs import SpecError, find_line, parse_spec_document
+from keyops.domain.specs import DETECTOR_SETTINGS, SpecError, find_line, parse_spec_document
 from keyops.lifecycle.specs import spec_error_to_input_error
 
 profiles_app = typer.Typer(help="Usage profiles: what usage a key was issued for.", no_args_is_help=True)
@@ -72,6 +72,12 @@ def profiles_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> No
     """Show one profile: limits, networks, detectors, response ladder."""
     profile = state(ctx).app().specs.profile(name)
     doc = profile.to_document()
+    # What the detectors will really use: built-in defaults, then the profile's own settings.
+    effective = {
+        det: {key: spec[3] for key, spec in schema.items()} | dict(profile.detectors.get(det, {}))
+        for det, schema in DETECTOR_SETTINGS.items()
+    }
+    doc["effective_detectors"] = effective
     if as_json:
         print_json(doc)
         return
@@ -82,7 +88,10 @@ def profiles_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> No
     print_table(
         "detectors",
         ["detector", "settings"],
-        [(n, ", ".join(f"{k}={v}" for k, v in s.items())) for n, s in doc["detectors"].items()],
+        [
+            (n, ", ".join(f"{k}={v}{'' if k in profile.detectors.get(n, {}) else ' (default)'}" for k, v in s.items()))
+            for n, s in effective.items()
+        ],
     )
     print_table("ladder", ["severity", "action"], list(doc["ladder"].items()))
 

@@ -54,20 +54,30 @@ class SpecRegistry:
         self._sessions = sessions
 
     def sync_builtins(self, profiles: Iterable[Profile], policies: Iterable[RotationPolicy]) -> None:
-        """Insert built-ins that are missing. Existing rows are left alone:
-        an operator may have overridden a built-in on purpose."""
+        """Make the inventory hold the shipped built-ins.
+
+        Missing ones are inserted; ones still marked built-in follow the
+        shipped definition (so an upgrade's tuned thresholds arrive); ones an
+        operator overrode (``profiles apply`` clears the built-in mark) are
+        left alone."""
         profile_rows = [{"name": p.name, "spec": _profile_spec(p), "builtin": True} for p in profiles]
         policy_rows = [{"name": p.name, "spec": _policy_spec(p), "builtin": True} for p in policies]
         with self._sessions.begin() as session:
-            have_profiles = set(session.execute(select(models.Profile.name)).scalars())
-            have_policies = set(session.execute(select(models.RotationPolicy.name)).scalars())
-            missing_profiles = [r for r in profile_rows if r["name"] not in have_profiles]
-            missing_policies = [r for r in policy_rows if r["name"] not in have_policies]
-            # Several processes may start on a fresh database at once: insert
-            # with "on conflict do nothing" so the losers of that race go on.
-            for model, rows in ((models.Profile, missing_profiles), (models.RotationPolicy, missing_policies)):
-                if rows:
-                    session.execute(_insert_ignoring_conflicts(session, model, rows))
+            pairs: tuple[tuple[Any, list[dict[str, Any]]], ...] = (
+                (models.Profile, profile_rows),
+                (models.RotationPolicy, policy_rows),
+            )
+            for model, rows in pairs:
+                existing: dict[str, Any] = {r.name: r for r in session.execute(select(model)).scalars()}
+                missing = [r for r in rows if r["name"] not in existing]
+                for row in rows:
+                    current = existing.get(row["name"])
+                    if current is not None and current.builtin and current.spec != row["spec"]:
+                        current.spec = row["spec"]
+                # Several processes may start on a fresh database at once: insert
+                # with "on conflict do nothing" so the losers of that race go on.
+                if missing:
+                    session.execute(_insert_ignoring_conflicts(session, model, missing))
 
     def apply(
         self, profiles: list[Profile], policies: list[RotationPolicy], *, actor: str, source: str

@@ -55,3 +55,10 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
 def test_single_head() -> None:
     # Several branches of work add revisions; there must be exactly one head.
     assert migrate.head_revision() is not None
+
+
+def test_cheap_head_matches_alembic() -> None:
+    # The CLI's schema check reads revision headers itself; it must agree with Alembic.
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head_revision() == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
