@@ -17,6 +17,7 @@ from keyops.bootstrap import App, build
 from keyops.config import load_settings
 from keyops.lifecycle.tokens import TokenService
 from tests.support.databases import REDIS_ENV, sqlite_url
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -61,3 +62,33 @@ def test_buckets_are_shared_across_replicas(replicas: tuple[App, App]) -> None:
     # One bucket of 30 refilled at 1/s; two private buckets would allow 40.
     assert 30 <= valid <= 30 + int(elapsed) + 1, (valid, elapsed)
     assert "RATE_LIMITED" in codes["a"] and "RATE_LIMITED" in codes["b"]
+
+
+def test_redis_pubsub_carries_changes_without_polling(base_env: dict[str, str], tmp_path: Path, redis_url: str) -> None:
+    """With the change-log poll set to a minute, only the Redis wake-up can
+    make a replica see a revocation within the test's 2 s."""
+    env = dict(base_env)
+    env.update(
+        KEYOPS_DATABASE_URL=sqlite_url(tmp_path),
+        KEYOPS_REDIS_URL=redis_url,
+        KEYOPS_REDIS_KEY_PREFIX=f"keyops-test-{secrets.token_hex(4)}:",
+        KEYOPS_SERVER_CHANGE_POLL_MS="60000",
+    )
+    writer, replica = build(load_settings(env=env)), build(load_settings(env=env))
+    try:
+        token = TokenService(writer.sessions).create("gw", "verify", actor="test")[1]
+        key = writer.keys.issue("team/fan", owner="t", profile="batch", policy="standard", actor="t").plaintext
+        headers = {"Authorization": f"Bearer {token}"}
+        with TestClient(create_app(replica)) as client:
+
+            def code() -> str:
+                return str(client.post("/v1/keys/verify", json={"key": key}, headers=headers).json()["code"])
+
+            assert code() == "VALID"
+            writer.keys.revoke("team/fan", actor="test")
+            started = time.monotonic()
+            wait_for(lambda: code() == "REVOKED", timeout=2, what="REVOKED via Redis pub/sub")
+            assert time.monotonic() - started < 2
+    finally:
+        writer.close()
+        replica.close()
