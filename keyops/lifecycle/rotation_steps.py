@@ -53,6 +53,8 @@ from keyops.issuers import IssuerContext, IssuerRegistry, NativeOnly
 from keyops.lifecycle import backoff
 from keyops.lifecycle.rotation_result import RotationResult, result_of
 from keyops.lifecycle.specs import get_policy
+from keyops.lifecycle.views import iso
+from keyops.notify.outbox import emit
 from keyops.stores.base import SecretContext
 from keyops.stores.registry import StoreRegistry
 
@@ -478,6 +480,28 @@ class RotationRunner:
                 reason=rotation.reason,
                 details={"rotation_id": rotation.id, "trigger": rotation.trigger},
             )
+            # Announced only now, when every destination serves the new
+            # version: a consumer that reloads on key.rotated gets it.
+            new = session.get(models.KeyVersion, rotation.new_version_id) if rotation.new_version_id else None
+            old = session.get(models.KeyVersion, rotation.old_version_id) if rotation.old_version_id else None
+            emit(
+                session,
+                "key.rotated",
+                key.id,
+                {
+                    "key_id": key.id,
+                    "key_name": key.name,
+                    "owner": key.owner,
+                    "version": new.number if new else None,
+                    "display_prefix": new.display_prefix if new else None,
+                    "previous_version": old.number if old else None,
+                    "grace_ends_at": iso(old.grace_ends_at) if old else None,
+                    "rotation_id": rotation.id,
+                    "trigger": rotation.trigger,
+                    "actor": rotation.actor,
+                    "reason": rotation.reason,
+                },
+            )
         self._mark(rotation_id, "finished")
 
     # -- the unhappy endings -------------------------------------------------
@@ -503,16 +527,31 @@ class RotationRunner:
                     reason=rotation.reason,
                     details={"rotation_id": rotation.id, "step": rotation.step, "error": message},
                 )
-                session.add(
-                    models.Finding(
-                        key_id=key.id,
-                        detector="rotation",
-                        severity="high",
-                        score=1.0,
-                        summary=f"rotation of {key.name} failed at step {rotation.step}: {message}",
-                        evidence={"rotation_id": rotation.id, "step": rotation.step, "error": message},
-                        action="none",
-                    )
+                finding = models.Finding(
+                    key_id=key.id,
+                    detector="rotation",
+                    severity="high",
+                    score=1.0,
+                    summary=f"rotation of {key.name} failed at step {rotation.step}: {message}",
+                    evidence={"rotation_id": rotation.id, "step": rotation.step, "error": message},
+                    action="none",
+                )
+                session.add(finding)
+                session.flush()
+                emit(
+                    session,
+                    "rotation.failed",
+                    key.id,
+                    {
+                        "key_id": key.id,
+                        "key_name": key.name,
+                        "rotation_id": rotation.id,
+                        "step": rotation.step,
+                        "error": message,
+                        "finding_id": finding.id,
+                        "actor": rotation.actor,
+                        "reason": rotation.reason,
+                    },
                 )
         except LeaseLost:
             return
