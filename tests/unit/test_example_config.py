@@ -36,8 +36,11 @@ def _lookup(doc: dict[str, Any], path: str) -> bool:
 
 
 def test_every_setting_is_in_the_example_file() -> None:
-    doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    missing = [p for p in _setting_paths(Settings) if not _lookup(doc, p)]
+    text = EXAMPLE.read_text(encoding="utf-8")
+    doc = tomllib.loads(text)
+    # Tables of named tables ([notify.webhooks.<name>]) are shown as a
+    # commented example, since there is no sensible default entry.
+    missing = [p for p in _setting_paths(Settings) if not _lookup(doc, p) and f"[{p}." not in text]
     assert missing == [], f"settings missing from {EXAMPLE.name}: {missing}"
 
 
