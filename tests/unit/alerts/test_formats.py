@@ -17,6 +17,14 @@ from tests.unit.alerts import vendors
 NOW = datetime.now(UTC)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_now() -> None:
+    """Deliveries are stamped with the real clock; NOW must be taken per test,
+    or a long test session makes every signed timestamp look stale."""
+    global NOW
+    NOW = datetime.now(UTC)
+
+
 def rejected(fn, *args, **kwargs) -> AlertRejected:  # type: ignore[no-untyped-def]
     with pytest.raises(AlertRejected) as info:
         fn(*args, **kwargs)
