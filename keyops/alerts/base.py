@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import httpx
 import orjson
 
 #: Kinds of key reference an alert may carry.
@@ -103,6 +102,8 @@ class HttpFetcher:
         self._verify = verify
 
     def __call__(self, url: str) -> bytes:
+        import httpx  # only when a certificate or key document is fetched
+
         with (
             httpx.Client(timeout=self._timeout, verify=self._verify, follow_redirects=False) as client,
             client.stream("GET", url) as response,

@@ -23,9 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -36,6 +35,9 @@ from keyops.inventory.types import utcnow
 from keyops.logs import redact
 from keyops.notify.outbox import Route, install_routes
 from keyops.notify.webhooks import EventData, Sink, SlackSink, WebhookSink
+
+if TYPE_CHECKING:  # httpx is imported when the dispatcher first sends (CLI start-up stays fast)
+    import httpx
 
 log = logging.getLogger("keyops.notify")
 MAX_ROUNDS = 50
@@ -165,6 +167,8 @@ class Dispatcher:
         sink = self.sinks.get(sink_name)
         if sink is None:
             return f"sink {sink_name!r} is no longer configured", False
+        import httpx
+
         try:
             request = sink.request(event, utcnow())
             response = client.post(request.url, content=request.body, headers=request.headers)
@@ -225,6 +229,8 @@ class Dispatcher:
 
     def _ssl_context(self) -> Any:
         if self._ssl is None:
+            import httpx
+
             self._ssl = httpx.create_ssl_context()
         return self._ssl
 
@@ -234,6 +240,8 @@ class Dispatcher:
         Rounds repeat while they make progress, so a backlog of several events
         of one key (each waiting for the one before) drains in one call.
         """
+        import httpx
+
         now = now or utcnow()
         report = DispatchReport()
         with (
