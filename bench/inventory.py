@@ -33,11 +33,11 @@ from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from keyops.domain import keyformat  # noqa: E402
-from keyops.domain.ids import uuid7  # noqa: E402
-from keyops.inventory import migrate  # noqa: E402
-from keyops.inventory.db import make_engine  # noqa: E402
-from keyops.inventory.models import Key, KeyVersion  # noqa: E402
+from keyops.domain import keyformat
+from keyops.domain.ids import uuid7
+from keyops.inventory import migrate
+from keyops.inventory.db import make_engine
+from keyops.inventory.models import Key, KeyVersion
 
 BATCH = 5000
 
@@ -113,10 +113,7 @@ def time_lookups(engine: Engine, hashes: list[str], n: int = 5000) -> tuple[floa
     return percentile(timings, 50), percentile(timings, 99)
 
 
-DUE_SQL = (
-    "SELECT id FROM keys WHERE state = 'active' AND next_rotation_at <= :now "
-    "ORDER BY next_rotation_at LIMIT 100"
-)
+DUE_SQL = "SELECT id FROM keys WHERE state = 'active' AND next_rotation_at <= :now ORDER BY next_rotation_at LIMIT 100"
 
 
 def time_due(engine: Engine, now: datetime) -> tuple[float, str]:

@@ -503,7 +503,6 @@ def _validate(settings: Settings) -> None:
     _validate_detection(settings)
 
 
-
 def _validate_daemon(settings: Settings) -> None:
     """The [server], [redis] and [scheduler] sections (``keyops serve``)."""
     server = settings.server

@@ -112,6 +112,13 @@ class Jobs:
         if notify is not None:
             notify.deliver_due(utcnow(), self.worker_id)
 
+    def resume_alert_actions(self) -> None:
+        """Apply actions that a process recorded for an alert but died before
+        applying (recording and acting are separate transactions)."""
+        alerts = getattr(self.app, "alerts", None)
+        if alerts is not None:
+            alerts.resume_unfinished()
+
 
 def _timed(name: str, body: Callable[[], None], metrics: Metrics) -> Callable[[], None]:
     def run() -> None:
@@ -164,6 +171,7 @@ class Scheduler:
             ("retire_ended_grace", self.jobs.retire_ended_grace, cfg.retire_grace_every, True),
             ("expire_keys", self.jobs.expire_keys, cfg.expire_every, True),
             ("deliver_outbox", self.jobs.deliver_outbox, cfg.deliver_every, True),
+            ("resume_alert_actions", self.jobs.resume_alert_actions, cfg.resume_every, False),
             ("advance_detection", self.jobs.advance_detection, "1s", True),
             ("prune", self.jobs.prune, cfg.prune_every, False),
             ("reconcile", self.jobs.reconcile, cfg.reconcile_every, False),

@@ -19,6 +19,7 @@ from keyops.domain.durations import parse_duration
 from keyops.errors import InvalidInputError, StoreError
 from keyops.inventory.types import utcnow
 from keyops.lifecycle import bulk
+from keyops.lifecycle.usage import usage_summary
 from keyops.lifecycle.views import KeyView
 
 app = typer.Typer(help="Issue and manage keys.", no_args_is_help=True)
@@ -247,9 +248,11 @@ def show(
     name: Annotated[str, typer.Argument(help="Key name or id.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one key with its versions and destinations."""
-    view = state(ctx).app().keys.show(name)
+    """Show one key with its versions, destinations and recent usage."""
+    app = state(ctx).app()
+    view = app.keys.show(name)
     doc = view.to_document()
+    doc["usage"] = usage_summary(app.sessions, view.id)
     if as_json:
         print_json(doc)
         return
@@ -289,6 +292,14 @@ def show(
                 short_time(v["revoked_at"]),
             )
             for v in doc["versions"]
+        ],
+    )
+    print_table(
+        "usage",
+        ["window", "requests", "errors", "input tokens", "output tokens"],
+        [
+            (label.replace("_", " "), u["requests"], u["errors"], u["input_tokens"], u["output_tokens"])
+            for label, u in doc["usage"].items()
         ],
     )
 

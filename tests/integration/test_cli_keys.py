@@ -46,6 +46,7 @@ def test_walkthrough_issue_list_show_suspend_resume_revoke_verify(cli: Any) -> N
     shown = json.loads(ok(cli("keys", "show", "payments/prod-llm", "--json")).stdout)
     assert shown["id"] == issued["id"]
     assert [v["state"] for v in shown["versions"]] == ["current"]
+    assert shown["usage"]["last_24h"] == {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0}
     assert issued["key"] not in json.dumps(shown)
 
     assert (
