@@ -82,6 +82,22 @@ def compute_hash(
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + content).hexdigest()
 
 
+def hash_of(event: AuditEvent) -> str:
+    """The hash an event must carry, recomputed from its stored content."""
+    return compute_hash(
+        seq=event.seq,
+        event_id=event.id,
+        at=event.at,
+        actor=event.actor,
+        action=event.action,
+        key_id=event.key_id,
+        key_name=event.key_name,
+        reason=event.reason,
+        details=event.details,
+        prev_hash=event.prev_hash,
+    )
+
+
 def append(
     session: Session,
     *,
@@ -97,23 +113,9 @@ def append(
     at = utcnow()
     clean_details = _scrub(dict(details or {}))
     clean_reason = _scrub(reason)
-    seq = head.seq + 1
-    event_id = uuid7()
-    digest = compute_hash(
-        seq=seq,
-        event_id=event_id,
-        at=at,
-        actor=actor,
-        action=action,
-        key_id=key_id,
-        key_name=key_name,
-        reason=clean_reason,
-        details=clean_details,
-        prev_hash=head.hash,
-    )
     event = AuditEvent(
-        seq=seq,
-        id=event_id,
+        seq=head.seq + 1,
+        id=uuid7(),
         at=at,
         actor=actor,
         action=action,
@@ -122,11 +124,11 @@ def append(
         reason=clean_reason,
         details=clean_details,
         prev_hash=head.hash,
-        hash=digest,
     )
+    event.hash = hash_of(event)
     session.add(event)
-    head.seq = seq
-    head.hash = digest
+    head.seq = event.seq
+    head.hash = event.hash
     session.flush()
     return event
 
@@ -173,19 +175,7 @@ def verify(session: Session) -> VerifyResult:
                 f"its link is broken (reordered, inserted or the previous event was edited)"
             )
         else:
-            recomputed = compute_hash(
-                seq=event.seq,
-                event_id=event.id,
-                at=event.at,
-                actor=event.actor,
-                action=event.action,
-                key_id=event.key_id,
-                key_name=event.key_name,
-                reason=event.reason,
-                details=event.details,
-                prev_hash=event.prev_hash,
-            )
-            if recomputed != event.hash:
+            if hash_of(event) != event.hash:
                 problems.append(
                     f"event {event.seq} ({event.action} at {_iso(event.at)}) was edited: "
                     f"its content does not match its hash"
