@@ -13,10 +13,6 @@ are gone), and the grace end and hold retire the old one cleanly.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import textwrap
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from keyops.inventory.types import utcnow
 from keyops.issuers.aws_iam import AwsIamIssuer
 from keyops.issuers.base import IssuerContext, Minted
 from tests.integration import iam_support as iam
+from tests.support.crash import kill_rotations_at
 from tests.support.databases import sqlite_url
 from tests.support.servers import MotoServer
 
@@ -106,39 +103,6 @@ def test_crash_at_every_step_then_resume(
         app.close()
 
 
-# The same with real processes: a zygote imports once and forks one worker per
-# crash point; each SIGKILLs itself at its step (no exception, no cleanup).
-ZYGOTE = textwrap.dedent(
-    """
-    import json, os, signal, sys
-    from keyops.bootstrap import build
-    from keyops.config import load_settings
-
-    settings = load_settings()
-    children = []
-    for line in sys.stdin.read().splitlines():
-        key, target = line.split("\\t")
-        pid = os.fork()
-        if pid == 0:
-            try:
-                app = build(settings, prepare=False)
-
-                def checkpoint(rotation_id, label, target=target):
-                    if label == target:
-                        os.kill(os.getpid(), signal.SIGKILL)
-
-                app.rotations.checkpoint = checkpoint
-                app.rotations.rotate(key, actor="test", reason="crash test", grace_seconds=3600)
-            finally:
-                os._exit(3)
-        children.append((key, pid))
-    for key, pid in children:
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"key": key, "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None}))
-    """
-)
-
-
 def test_sigkill_at_each_step_then_resume(
     base_env: dict[str, str], aws_env: dict[str, str], moto_server: MotoServer, store_prefix: str, tmp_path: Path
 ) -> None:
@@ -152,17 +116,7 @@ def test_sigkill_at_each_step_then_resume(
             name, secret = f"ci/kill-{index}", f"{store_prefix}kill-{index}"
             iam.adopt(app, name, user, f"aws-sm:{secret}")
             jobs.append((name, label.replace("DEST", f"aws-sm:{secret}"), user, first["AccessKeyId"], secret))
-        proc = subprocess.run(
-            [sys.executable, "-c", ZYGOTE],
-            env=full,
-            input="\n".join(f"{j[0]}\t{j[1]}" for j in jobs),
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        outcome = {d["key"]: d["signal"] for d in map(json.loads, proc.stdout.splitlines())}
-        assert outcome == {j[0]: signal.SIGKILL for j in jobs}, proc.stderr[-3000:]
+        kill_rotations_at(full, [(j[0], j[1]) for j in jobs])
         for name, _, user, _, secret in jobs:
             iam.assert_iam_invariants(app, moto_server, name, user, secret)
 

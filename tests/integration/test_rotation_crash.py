@@ -7,7 +7,6 @@ exercises concurrent workers on one database)."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -19,40 +18,8 @@ from keyops.bootstrap import build
 from keyops.config import load_settings
 from keyops.domain.keyformat import hash_key
 from keyops.stores.base import Stage
+from tests.support.crash import kill_rotations_at
 from tests.support.rotation_checks import assert_consistent
-
-# One process pays for the imports once, then forks one child per crash
-# point; every child is a real process that SIGKILLs itself at its step.
-ZYGOTE = textwrap.dedent(
-    """
-    import json, os, signal, sys
-    from keyops.bootstrap import build
-    from keyops.config import load_settings
-
-    settings = load_settings()
-    children = []
-    for line in sys.stdin.read().splitlines():
-        key, target = line.split("\t")
-        pid = os.fork()
-        if pid == 0:
-            try:
-                app = build(settings, prepare=False)
-
-                def checkpoint(rotation_id, label, target=target):
-                    if label == target:
-                        os.kill(os.getpid(), signal.SIGKILL)
-
-                app.rotations.checkpoint = checkpoint
-                app.rotations.rotate(key, actor="test", reason="crash test", grace_seconds=3600)
-            finally:
-                os._exit(3)
-        children.append((key, pid))
-    for key, pid in children:
-        _, status = os.waitpid(pid, 0)
-        killed = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        print(json.dumps({"key": key, "signal": killed}))
-    """
-)
 
 LABELS = [
     "material_created",
@@ -91,17 +58,7 @@ def test_resume_after_sigkill_at_every_step(crash_env: dict[str, str], store_pre
             )
             label = crash_at.replace("VAULT", vault_uri).replace("AWS", aws_uri)
             jobs.append((name, crash_at, issued.plaintext, vault_uri, label))
-        proc = subprocess.run(
-            [sys.executable, "-c", ZYGOTE],
-            env=crash_env,
-            input="\n".join(f"{j[0]}\t{j[4]}" for j in jobs),
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        outcome = {d["key"]: d["signal"] for d in map(json.loads, proc.stdout.splitlines())}
-        assert outcome == {j[0]: signal.SIGKILL for j in jobs}, proc.stderr[-3000:]
+        kill_rotations_at(crash_env, [(j[0], j[4]) for j in jobs])
 
         # While the dead workers' leases are live, the periodic resume leaves them alone...
         assert app.rotations.resume(worker_id="replica-b") == []
