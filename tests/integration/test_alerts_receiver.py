@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -26,21 +24,6 @@ from keyops.inventory import models
 from tests.unit.alerts import vendors
 
 SINK_SECRET = "whsec_" + "b3BzLXNpbmstc2lnbmluZy1zZWNyZXQtMDAwMQ=="
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> vendors.Pki:
-    return vendors.make_pki(Path(tmp_path_factory.mktemp("pki")))
-
-
-@pytest.fixture(scope="module")
-def vendor_server(pki: vendors.Pki) -> Iterator[vendors.LocalServer]:
-    server = vendors.LocalServer().start(pki)
-    server.routes[urlsplit(vendors.CERT_URL).path] = (200, pki.sns_cert_pem)
-    server.routes["/meta/public_keys/secret_scanning"] = (200, vendors.github_meta(pki))
-    server.routes["/"] = (200, b"<ConfirmSubscriptionResponse/>")
-    yield server
-    server.stop()
 
 
 def alert_env(env: dict[str, str]) -> dict[str, str]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -20,19 +18,6 @@ from keyops.inventory import models
 from tests.integration import iam_support as iam
 from tests.support.servers import MotoServer
 from tests.unit.alerts import vendors
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> vendors.Pki:
-    return vendors.make_pki(Path(tmp_path_factory.mktemp("pki")))
-
-
-@pytest.fixture(scope="module")
-def vendor_server(pki: vendors.Pki) -> Iterator[vendors.LocalServer]:
-    server = vendors.LocalServer().start(pki)
-    server.routes[urlsplit(vendors.CERT_URL).path] = (200, pki.sns_cert_pem)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
