@@ -65,6 +65,26 @@ STEPS = ("planned", "material_created", "pending", "tested", "activated", "promo
 Checkpoint = Callable[[str, str], None]
 
 
+def _audit(
+    session: Session,
+    rotation: models.Rotation,
+    key: models.Key,
+    action: str,
+    details: dict[str, Any],
+    reason: str | None = None,
+) -> None:
+    """Audit one step of a rotation, on behalf of whoever started it."""
+    audit.append(
+        session,
+        actor=rotation.actor or "keyops",
+        action=action,
+        key_id=key.id,
+        key_name=key.name,
+        reason=rotation.reason if reason is None else reason,
+        details=details,
+    )
+
+
 class LeaseLost(Exception):
     """Another worker took this rotation over (our lease expired): stop."""
 
@@ -422,14 +442,12 @@ class RotationRunner:
             )
             rotation.step = "activated"
             self._record(rotation, "activated", version=new.number)
-            audit.append(
+            _audit(
                 session,
-                actor=rotation.actor or "keyops",
-                action="key.rotated",
-                key_id=key.id,
-                key_name=key.name,
-                reason=rotation.reason,
-                details={
+                rotation,
+                key,
+                "key.rotated",
+                {
                     "rotation_id": rotation.id,
                     "trigger": rotation.trigger,
                     "version": new.number,
@@ -471,14 +489,8 @@ class RotationRunner:
             self._record(rotation, "finished")
             key = session.get(models.Key, rotation.key_id)
             assert key is not None
-            audit.append(
-                session,
-                actor=rotation.actor or "keyops",
-                action="rotation.finished",
-                key_id=key.id,
-                key_name=key.name,
-                reason=rotation.reason,
-                details={"rotation_id": rotation.id, "trigger": rotation.trigger},
+            _audit(
+                session, rotation, key, "rotation.finished", {"rotation_id": rotation.id, "trigger": rotation.trigger}
             )
             # Announced only now, when every destination serves the new
             # version: a consumer that reloads on key.rotated gets it.
@@ -518,14 +530,12 @@ class RotationRunner:
                 self._record(rotation, "failed", error=message)
                 key = session.get(models.Key, rotation.key_id)
                 assert key is not None
-                audit.append(
+                _audit(
                     session,
-                    actor=rotation.actor or "keyops",
-                    action="rotation.failed",
-                    key_id=key.id,
-                    key_name=key.name,
-                    reason=rotation.reason,
-                    details={"rotation_id": rotation.id, "step": rotation.step, "error": message},
+                    rotation,
+                    key,
+                    "rotation.failed",
+                    {"rotation_id": rotation.id, "step": rotation.step, "error": message},
                 )
                 finding = models.Finding(
                     key_id=key.id,
@@ -589,12 +599,4 @@ class RotationRunner:
             self._record(rotation, "rolled_back", reason=why)
             key = session.get(models.Key, rotation.key_id)
             assert key is not None
-            audit.append(
-                session,
-                actor=rotation.actor or "keyops",
-                action="rotation.rolled_back",
-                key_id=key.id,
-                key_name=key.name,
-                reason=why,
-                details={"rotation_id": rotation.id},
-            )
+            _audit(session, rotation, key, "rotation.rolled_back", {"rotation_id": rotation.id}, reason=why)
