@@ -235,28 +235,31 @@ class KeyState:
 
     def see_network(self, net: str, ip: str, ts: float) -> None:
         """Update known networks (LRU, bounded) and cache novelty for ``net``."""
-        nets = self.nets
-        first = nets.pop(net, None)
-        if first is None:
-            first = ts
-            if len(nets) >= NETS_MAX:
-                del nets[next(iter(nets))]
-        nets[net] = first
+        first = _first_seen(self.nets, net, ts, NETS_MAX)
         self.last_net = net
         cfg = self.cfg
-        self.last_net_novel = first >= self.first_ts + cfg.learning_period and ts - first < cfg.novelty
+        self.last_net_novel = self._novel(first, ts)
         if cfg.allowed:
             address = ip_address(ip)
             self.last_net_outside = not any(address in allowed for allowed in cfg.allowed)
 
     def see_user_agent(self, ua: str, ts: float) -> None:
-        label = ua[:128]
-        uas = self.uas
-        first = uas.pop(label, None)
-        if first is None:
-            first = ts
-            if len(uas) >= UAS_MAX:
-                del uas[next(iter(uas))]
-        uas[label] = first
+        first = _first_seen(self.uas, ua[:128], ts, UAS_MAX)
         self.last_ua = ua
-        self.last_ua_novel = first >= self.first_ts + self.cfg.learning_period and ts - first < self.cfg.novelty
+        self.last_ua_novel = self._novel(first, ts)
+
+    def _novel(self, first: float, ts: float) -> bool:
+        """First seen after the learning period, and recently."""
+        return first >= self.first_ts + self.cfg.learning_period and ts - first < self.cfg.novelty
+
+
+def _first_seen(lru: dict[str, float], label: str, ts: float, cap: int) -> float:
+    """When ``label`` was first seen; refreshes its place in the bounded LRU
+    (the least recently seen label is dropped when full)."""
+    first = lru.pop(label, None)
+    if first is None:
+        first = ts
+        if len(lru) >= cap:
+            del lru[next(iter(lru))]
+    lru[label] = first
+    return first
