@@ -64,7 +64,7 @@ class App:
 
 def make_database(settings: Settings) -> Engine:
     db = settings.database
-    return make_engine(db.url, pool_size=db.pool_size, connect_timeout=db.connect_timeout, echo=db.echo)
+    return make_engine(db.url, pool_size=db.pool_size, connect_timeout=db.connect_timeout)
 
 
 def ensure_schema(engine: Engine, settings: Settings) -> None:

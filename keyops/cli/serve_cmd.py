@@ -69,7 +69,7 @@ def _exit_now() -> None:
 def worker_app() -> Any:
     """uvicorn factory for ``server.workers > 1``: each worker process builds its own App."""
     settings = load_settings(os.environ.get(_CONFIG_ENV) or None)
-    configure(settings.log.level, settings.log.format)
+    configure(settings.log.level, settings.log.format, sql_echo=settings.database.echo)
     port = int(os.environ.get("KEYOPS_SERVE_PORT", settings.server.port))
     return make_asgi(build(settings), worker_id=worker_id_for(settings, port, per_process=True))
 
@@ -116,7 +116,7 @@ def serve(
     """Serve the HTTP API and run the scheduled jobs until SIGTERM/SIGINT."""
     st = state(ctx)
     settings = st.settings
-    configure(settings.log.level, settings.log.format)
+    configure(settings.log.level, settings.log.format, sql_echo=settings.database.echo)
     _route_uvicorn_logs()
     server_cfg = settings.server
     listen_host = host or server_cfg.host

@@ -9,7 +9,6 @@ to writer. PostgreSQL: psycopg 3 with a connect timeout and pre-ping.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,26 +34,21 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 5, connect_timeout: int = 5, echo: bool = False) -> Engine:
-    """``echo`` logs SQL through the ``sqlalchemy.engine`` logger, which
-    keyops.logs routes to stderr with redaction; SQLAlchemy's own echo handler
-    would print to stdout and corrupt ``--json`` output, so it is not used."""
-    if echo:
-        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
-    echo = False
+def make_engine(url: str, *, pool_size: int = 5, connect_timeout: int = 5) -> Engine:
+    """SQL echo (``database.echo``) is not SQLAlchemy's ``echo=True``, whose
+    handler prints to stdout and would corrupt ``--json`` output: keyops.logs
+    routes the ``sqlalchemy.engine`` logger to stderr, with redaction."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
-            echo=echo,
             connect_args={"timeout": max(connect_timeout, 30), "check_same_thread": False},
         )
         _configure_sqlite(engine)
         return engine
     return create_engine(
         url,
-        echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
