@@ -190,9 +190,15 @@ def test_a_sink_that_is_down_loses_nothing_blocks_nothing_and_keeps_order(
     ops.mode = "flaky"
     later = now + timedelta(minutes=5)
 
+    # Replicas with agreeing clocks: each round both workers see the same
+    # simulated time, so neither can run the clock past the other's claim
+    # leases while it is still sending (which would be a takeover, not a race).
+    rounds = threading.Barrier(2, timeout=60)
+
     def drain(worker: str) -> None:
         for i in range(200):
             notify_app.notify.deliver_due(later + timedelta(seconds=10 * i), worker_id=worker)
+            rounds.wait()  # both rounds done: what is pending now is settled
             if not pending(notify_app):
                 return
 
