@@ -25,7 +25,8 @@ fresh material replaces it.
 Failures of a store are retried with exponential backoff and jitter up to
 ``rotation.max_attempts`` per step; then the rotation is marked failed,
 loudly (error log, ``rotation.failed`` audit event, a high-severity finding)
-and the current key stays as it was.
+and the current key stays as it was; the daemon tries it again later
+(``rotation_failure``).
 """
 
 from __future__ import annotations
@@ -34,28 +35,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from keyops import audit
 from keyops.domain import keyformat
 from keyops.domain.schedule import next_rotation_at
 from keyops.domain.states import KeyState, VersionState
 from keyops.errors import KeyOpsError, StoreConflictError, StoreError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
-from keyops.issuers import IssuerContext, IssuerRegistry, NativeOnly
+from keyops.issuers import IssuerRegistry, NativeOnly
 from keyops.lifecycle import backoff
+from keyops.lifecycle.rotation_failure import RetryPlan, mark_failed
 from keyops.lifecycle.rotation_result import RotationResult, result_of
+from keyops.lifecycle.rotation_state import LeaseLost, Snapshot, audit_step, owned, read_snapshot, record
 from keyops.lifecycle.specs import get_policy
 from keyops.lifecycle.views import iso
 from keyops.notify.outbox import emit
-from keyops.stores.base import SecretContext
 from keyops.stores.registry import StoreRegistry
 
 log = logging.getLogger("keyops.rotation")
@@ -63,73 +64,6 @@ T = TypeVar("T")
 
 STEPS = ("planned", "material_created", "pending", "tested", "activated", "promoted", "finished")
 Checkpoint = Callable[[str, str], None]
-
-
-def _audit(
-    session: Session,
-    rotation: models.Rotation,
-    key: models.Key,
-    action: str,
-    details: dict[str, Any],
-    reason: str | None = None,
-) -> None:
-    """Audit one step of a rotation, on behalf of whoever started it."""
-    audit.append(
-        session,
-        actor=rotation.actor or "keyops",
-        action=action,
-        key_id=key.id,
-        key_name=key.name,
-        reason=rotation.reason if reason is None else reason,
-        details=details,
-    )
-
-
-class LeaseLost(Exception):
-    """Another worker took this rotation over (our lease expired): stop."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a step needs to know, read in one short transaction."""
-
-    rotation_id: str
-    step: str
-    status: str
-    key_id: str
-    key_name: str
-    key_state: str
-    destinations: tuple[str, ...]
-    new_version_id: str | None
-    new_version_number: int | None
-    new_secret_hash: str | None
-    grace_seconds: int
-    done: frozenset[str]
-    # The key's issuer (native, aws-iam) and what it needs (issue 6).
-    issuer: str = "native"
-    issuer_config: dict[str, Any] | None = None
-    known_ids: frozenset[str] = frozenset()
-    new_external_id: str | None = None
-    minting_since: datetime | None = None
-    evict: bool = False
-
-    def issuer_ctx(self, minting_since: datetime | None = None) -> IssuerContext:
-        return IssuerContext(
-            key_id=self.key_id,
-            key_name=self.key_name,
-            config=dict(self.issuer_config or {}),
-            known_ids=self.known_ids,
-            minting_since=minting_since,
-            evict=self.evict,
-        )
-
-    def ctx(self) -> SecretContext:
-        return SecretContext(
-            key_id=self.key_id,
-            key_name=self.key_name,
-            version_number=self.new_version_number or 0,
-            rotation_id=self.rotation_id,
-        )
 
 
 class RotationRunner:
@@ -146,8 +80,11 @@ class RotationRunner:
         checkpoint: Checkpoint | None = None,
         sleep: Callable[[float], None] = time.sleep,
         issuers: IssuerRegistry | NativeOnly | None = None,
+        retry_plan: RetryPlan | None = None,
     ) -> None:
         self._sessions = sessions
+        #: When a failed rotation is retried without a person asking.
+        self.retry_plan = retry_plan or RetryPlan()
         #: Who mints material: the engine only talks to the Issuer interface.
         self.issuers = issuers if issuers is not None else NativeOnly(key_prefix)
         self._stores = stores
@@ -167,54 +104,14 @@ class RotationRunner:
 
     @contextlib.contextmanager
     def _owned(self, rotation_id: str, worker_id: str) -> Iterator[tuple[Session, models.Rotation]]:
-        """A transaction on the rotation row that proves we still own it and
-        extends our lease."""
-        with self._sessions.begin() as session:
-            rotation = session.execute(
-                select(models.Rotation).where(models.Rotation.id == rotation_id).with_for_update()
-            ).scalar_one()
-            if rotation.lease_owner != worker_id or rotation.status != "running":
-                raise LeaseLost(rotation_id)
-            rotation.lease_expires_at = utcnow() + self._lease
-            yield session, rotation
+        with owned(self._sessions, rotation_id, worker_id, self._lease) as held:
+            yield held
 
-    @staticmethod
-    def _record(rotation: models.Rotation, step: str, destination: str | None = None, **extra: Any) -> None:
-        entry: dict[str, Any] = {"step": step, "at": utcnow().isoformat(timespec="milliseconds")}
-        if destination is not None:
-            entry["destination"] = destination
-        entry.update(extra)
-        rotation.steps = [*(rotation.steps or []), entry]
+    _record = staticmethod(record)
 
     def snapshot(self, rotation_id: str) -> Snapshot:
         with self._sessions() as session:
-            rotation = session.get(models.Rotation, rotation_id)
-            assert rotation is not None
-            key = session.get(models.Key, rotation.key_id)
-            assert key is not None
-            version = session.get(models.KeyVersion, rotation.new_version_id) if rotation.new_version_id else None
-            done = frozenset(f"{e['step']}:{e['destination']}" for e in (rotation.steps or []) if e.get("destination"))
-            minting = [e["at"] for e in (rotation.steps or []) if e.get("step") == "minting"]
-            return Snapshot(
-                rotation_id=rotation.id,
-                step=rotation.step,
-                status=rotation.status,
-                key_id=key.id,
-                key_name=key.name,
-                key_state=key.state,
-                destinations=tuple(d.uri for d in key.destinations),
-                new_version_id=version.id if version else None,
-                new_version_number=version.number if version else None,
-                new_secret_hash=version.secret_hash if version else None,
-                grace_seconds=rotation.grace_seconds,
-                done=done,
-                issuer=key.issuer,
-                issuer_config=dict(key.issuer_config or {}),
-                known_ids=frozenset(v.external_id for v in key.versions if v.external_id),
-                new_external_id=version.external_id if version else None,
-                minting_since=datetime.fromisoformat(minting[0]) if minting else None,
-                evict=any(e.get("evict") for e in (rotation.steps or [])),
-            )
+            return read_snapshot(session, rotation_id)
 
     def _retry(self, rotation_id: str, worker_id: str, what: str, fn: Callable[[], T]) -> T:
         attempt = 0
@@ -442,7 +339,7 @@ class RotationRunner:
             )
             rotation.step = "activated"
             self._record(rotation, "activated", version=new.number)
-            _audit(
+            audit_step(
                 session,
                 rotation,
                 key,
@@ -489,7 +386,7 @@ class RotationRunner:
             self._record(rotation, "finished")
             key = session.get(models.Key, rotation.key_id)
             assert key is not None
-            _audit(
+            audit_step(
                 session, rotation, key, "rotation.finished", {"rotation_id": rotation.id, "trigger": rotation.trigger}
             )
             # Announced only now, when every destination serves the new
@@ -519,56 +416,9 @@ class RotationRunner:
     # -- the unhappy endings -------------------------------------------------
 
     def fail(self, rotation_id: str, worker_id: str, message: str) -> None:
-        """Mark the rotation failed, loudly. The current version is untouched
-        (or, after activation, both versions stay valid until resumed)."""
-        try:
-            with self._owned(rotation_id, worker_id) as (session, rotation):
-                rotation.status = "failed"
-                rotation.last_error = message
-                rotation.lease_owner = None
-                rotation.lease_expires_at = None
-                self._record(rotation, "failed", error=message)
-                key = session.get(models.Key, rotation.key_id)
-                assert key is not None
-                _audit(
-                    session,
-                    rotation,
-                    key,
-                    "rotation.failed",
-                    {"rotation_id": rotation.id, "step": rotation.step, "error": message},
-                )
-                finding = models.Finding(
-                    key_id=key.id,
-                    detector="rotation",
-                    severity="high",
-                    score=1.0,
-                    summary=f"rotation of {key.name} failed at step {rotation.step}: {message}",
-                    evidence={"rotation_id": rotation.id, "step": rotation.step, "error": message},
-                    action="none",
-                )
-                session.add(finding)
-                session.flush()
-                emit(
-                    session,
-                    "rotation.failed",
-                    key.id,
-                    {
-                        "key_id": key.id,
-                        "key_name": key.name,
-                        "rotation_id": rotation.id,
-                        "step": rotation.step,
-                        "error": message,
-                        "finding_id": finding.id,
-                        "actor": rotation.actor,
-                        "reason": rotation.reason,
-                    },
-                )
-        except LeaseLost:
-            return
-        log.error(
-            "rotation failed; run keyops rotations resume once the cause is fixed",
-            extra={"rotation_id": rotation_id, "error": message},
-        )
+        """Mark the rotation failed, loudly, with its automatic retry time
+        (see ``rotation_failure``)."""
+        mark_failed(self._sessions, self._lease, self.retry_plan, rotation_id, worker_id, message)
 
     def roll_back(self, rotation_id: str, worker_id: str, why: str) -> None:
         """Undo a rotation that was not activated: its pending version leaves
@@ -599,4 +449,4 @@ class RotationRunner:
             self._record(rotation, "rolled_back", reason=why)
             key = session.get(models.Key, rotation.key_id)
             assert key is not None
-            _audit(session, rotation, key, "rotation.rolled_back", {"rotation_id": rotation.id}, reason=why)
+            audit_step(session, rotation, key, "rotation.rolled_back", {"rotation_id": rotation.id}, reason=why)
