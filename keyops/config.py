@@ -126,6 +126,11 @@ class RotationSettings:
     lease: str = "5m"
     #: Grace used when neither the call nor the policy gives one (seconds form ok).
     default_grace: str = "1h"
+    #: A failed rotation is retried by the daemon this long after it failed
+    #: (doubling, with jitter, after each further failure) ...
+    retry_failed_after: str = "15m"
+    #: ... at most this many times; then it waits for ``rotations resume``.
+    automatic_retries: int = 3
 
 
 @dataclass
@@ -149,6 +154,9 @@ class ServerSettings:
     cache_refresh: str = "30m"
     #: Milliseconds between polls of the change log (PostgreSQL also LISTENs).
     change_poll_ms: int = 250
+    #: How often verify's record of each version's last use is written to the
+    #: inventory (usage-aware retirement reads it); also written at shutdown.
+    last_use_flush: str = "5s"
     #: Serve /metrics and /openapi.json without a token.
     public_metrics: bool = True
 
@@ -487,7 +495,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"setting stores.vault.auth_method must be 'token' or 'approle', got {settings.stores.vault.auth_method!r}"
         )
-    for name in ("backoff_initial", "backoff_max", "lease", "default_grace"):
+    for name in ("backoff_initial", "backoff_max", "lease", "default_grace", "retry_failed_after"):
         value = getattr(settings.rotation, name)
         try:
             parse_duration(value)
@@ -495,6 +503,8 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"setting rotation.{name}: {exc}") from None
     if settings.rotation.concurrency < 1 or settings.rotation.max_attempts < 1:
         raise ConfigError("settings rotation.concurrency and rotation.max_attempts must be at least 1")
+    if settings.rotation.automatic_retries < 0:
+        raise ConfigError("setting rotation.automatic_retries must be 0 (never) or more")
     if settings.database.pool_size < 1:
         raise ConfigError("setting database.pool_size must be at least 1")
     _validate_daemon(settings)
@@ -519,7 +529,7 @@ def _validate_daemon(settings: Settings) -> None:
         raise ConfigError("setting server.change_poll_ms must be between 10 and 60000")
     if server.max_body_bytes < 1024:
         raise ConfigError("setting server.max_body_bytes must be at least 1024")
-    durations = [("server", n, getattr(server, n)) for n in ("shutdown_timeout", "cache_refresh")]
+    durations = [("server", n, getattr(server, n)) for n in ("shutdown_timeout", "cache_refresh", "last_use_flush")]
     durations += [
         ("scheduler", f.name, getattr(settings.scheduler, f.name))
         for f in dataclasses.fields(settings.scheduler)
@@ -530,6 +540,8 @@ def _validate_daemon(settings: Settings) -> None:
             parse_duration(value)
         except ValueError as exc:
             raise ConfigError(f"setting {section}.{name}: {exc}") from None
+    if parse_duration(server.last_use_flush) < 1:
+        raise ConfigError("setting server.last_use_flush must be at least 1s")
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
 

@@ -25,6 +25,13 @@ def print_rotation(result: RotationResult) -> None:
     console.print(f"{result.key_name}: rotation {result.rotation_id} {result.status} ({versions}, step {result.step}).")
     if result.last_error and not result.ok:
         console.print(f"error: {result.last_error}", style="red")
+    if result.status == "failed":
+        retry = result.to_document()["next_attempt_at"]
+        console.print(
+            f"The daemon retries it at {retry}; keyops rotations resume retries it now."
+            if retry
+            else "No automatic retry is left: run keyops rotations resume once the cause is fixed."
+        )
     if result.plaintext is not None:
         console.print("New key (the key has no destinations; shown once, store it now):", style="yellow")
         typer.echo(result.plaintext)
@@ -131,6 +138,7 @@ def show(
         "last_error",
         "created_at",
         "finished_at",
+        "next_attempt_at",
     ):
         value = doc.get(field)
         if value not in (None, ""):

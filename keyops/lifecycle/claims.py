@@ -55,12 +55,17 @@ def unfinished_rotation(session: Session, key_id: str) -> models.Rotation | None
 def resumable(
     session: Session, now: datetime, *, only_expired_leases: bool, include_failed: bool, limit: int
 ) -> list[models.Rotation]:
-    """Unfinished rotations nobody is working on, locked for this transaction."""
+    """Unfinished rotations nobody is working on, locked for this
+    transaction: running ones whose lease expired (or every running one),
+    failed ones whose automatic retry is due (or every failed one)."""
     free = or_(models.Rotation.lease_expires_at.is_(None), models.Rotation.lease_expires_at <= now)
     running = models.Rotation.status == "running"
     if only_expired_leases:
         running = running & free
-    condition = or_(running, models.Rotation.status == "failed") if include_failed else running
+    failed = models.Rotation.status == "failed"
+    if not include_failed:
+        failed = failed & models.Rotation.next_attempt_at.is_not(None) & (models.Rotation.next_attempt_at <= now)
+    condition = or_(running, failed)
     stmt = (
         select(models.Rotation)
         .where(condition)

@@ -11,7 +11,8 @@ Public API (the CLI, the scheduler, detectors and the alert receiver call it):
   claims keys whose schedule says they are due and rotates them,
   ``rotation.concurrency`` at a time. Safe to call from many replicas at once.
 * ``resume(worker_id=None, only_expired_leases=True, include_failed=False)``:
-  takes over unfinished rotations (a crashed worker's, or failed ones) and
+  takes over unfinished rotations (a crashed worker's, failed ones whose
+  automatic retry is due, or with ``include_failed`` every failed one) and
   finishes them.
 * ``retire_ended_grace(now=None, worker_id=None)``: retires previous
   versions whose grace ended (or that have been idle long enough).
@@ -50,6 +51,7 @@ from keyops.lifecycle import claims, delivery
 from keyops.lifecycle.keys import find_key
 from keyops.lifecycle.reconcile import Reconciler, ReconcileReport
 from keyops.lifecycle.retire import Retired, Retirer
+from keyops.lifecycle.rotation_failure import RetryPlan
 from keyops.lifecycle.rotation_result import RotationResult, result_of
 from keyops.lifecycle.rotation_steps import Checkpoint, RotationRunner
 from keyops.lifecycle.specs import get_policy
@@ -90,6 +92,7 @@ class RotationEngine:
             backoff_max=parse_duration(settings.backoff_max),
             lease_seconds=int(self._lease.total_seconds()),
             issuers=issuers,
+            retry_plan=RetryPlan(parse_duration(settings.retry_failed_after), settings.automatic_retries),
         )
         self.retirer = Retirer(sessions, stores, issuers=self.runner.issuers)
         #: Deletes deactivated cloud credentials after their hold (issue 6).
@@ -238,6 +241,7 @@ class RotationEngine:
         rotation.status = "running"
         rotation.lease_owner = worker
         rotation.lease_expires_at = now + self._lease
+        rotation.next_attempt_at = None
         rotation.attempts = 0
         rotation.steps = [
             *(rotation.steps or []),
@@ -363,14 +367,17 @@ class RotationEngine:
         include_failed: bool = False,
         limit: int = 100,
         progress: Callable[[RotationResult], None] | None = None,
+        now: datetime | None = None,
     ) -> list[RotationResult]:
-        """Finish unfinished rotations. ``only_expired_leases=False`` also
-        takes over rotations whose worker's lease is still live (use only when
-        that worker is known to be dead). Also undoes ``keys issue --dest``
-        runs that died half-way (older than the lease, or any with
+        """Finish unfinished rotations: those of a dead worker (lease expired)
+        and failed ones whose automatic retry time has come; with
+        ``include_failed`` every failed one. ``only_expired_leases=False``
+        also takes over rotations whose worker's lease is still live (use only
+        when that worker is known to be dead). Also undoes ``keys issue
+        --dest`` runs that died half-way (older than the lease, or any with
         ``only_expired_leases=False``)."""
         worker = worker_id or self.worker_id
-        now = utcnow()
+        now = now or utcnow()
         delivery.abandon_stale_issues(
             self._sessions, self._stores, now - self._lease if only_expired_leases else now, actor=f"keyops:{worker}"
         )
@@ -379,7 +386,9 @@ class RotationEngine:
                 session, now, only_expired_leases=only_expired_leases, include_failed=include_failed, limit=limit
             )
             for rotation in taken:
-                self._take(session, rotation, worker, now, actor=f"keyops:{worker}", reason="resume")
+                automatic = rotation.status == "failed" and not include_failed
+                why = "automatic retry after a failure" if automatic else "resume"
+                self._take(session, rotation, worker, now, actor=f"keyops:{worker}", reason=why)
             ids = [r.id for r in taken]
         return self._drive_many(ids, worker, progress)
 

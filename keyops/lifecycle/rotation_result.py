@@ -34,6 +34,8 @@ class RotationResult:
     created_at: datetime
     finished_at: datetime | None
     steps: tuple[dict[str, Any], ...] = ()
+    #: A failed rotation's automatic retry (None: none left, or not failed).
+    next_attempt_at: datetime | None = None
     plaintext: str | None = field(default=None, repr=False)
 
     @property
@@ -60,6 +62,7 @@ class RotationResult:
             "last_error": self.last_error,
             "created_at": iso(self.created_at),
             "finished_at": iso(self.finished_at),
+            "next_attempt_at": iso(self.next_attempt_at),
         }
         if with_steps:
             doc["steps"] = list(self.steps)
@@ -87,4 +90,5 @@ def result_of(session: Session, rotation: models.Rotation) -> RotationResult:
         created_at=rotation.created_at,
         finished_at=rotation.finished_at,
         steps=tuple(rotation.steps or ()),
+        next_attempt_at=rotation.next_attempt_at if rotation.status == "failed" else None,
     )

@@ -4,12 +4,14 @@ destination URIs."""
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 
 from keyops.errors import InvalidInputError
 from keyops.lifecycle import backoff
 from keyops.lifecycle.bulk import parse_lines
+from keyops.lifecycle.rotation_failure import RetryPlan
 from keyops.stores.base import parse_destination
 
 
@@ -21,6 +23,19 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert all(d <= 60 for d in delays) and delays[-1] >= 30
     assert backoff.delay(0, initial=1, maximum=60) == 0
     assert len({round(backoff.delay(5, initial=1, maximum=60), 6) for _ in range(20)}) > 1
+
+
+def test_failed_rotations_are_retried_later_each_time_then_left_to_a_person() -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    plan = RetryPlan(after_seconds=900, automatic_retries=3)
+    rng = random.Random(3)
+    waits = [plan.next_attempt(n, now, rng) for n in (1, 2, 3)]
+    assert all(w is not None for w in waits)
+    seconds = [(w - now).total_seconds() for w in waits if w is not None]
+    assert 450 <= seconds[0] <= 900 and 900 <= seconds[1] <= 1800 and 1800 <= seconds[2] <= 3600
+    assert plan.next_attempt(4, now) is None  # the fourth failure: a person decides
+    assert RetryPlan(after_seconds=900, automatic_retries=0).next_attempt(1, now) is None
+    assert RetryPlan(after_seconds=0, automatic_retries=3).next_attempt(1, now) is None
 
 
 def test_bulk_lines_parse_with_defaults() -> None:
