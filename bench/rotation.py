@@ -49,6 +49,7 @@ from keyops import audit
 from keyops.bootstrap import App, build
 from keyops.config import RotationSettings, load_settings
 from keyops.domain.keyformat import hash_key
+from keyops.errors import StoreError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.rotation import RotationEngine
@@ -246,14 +247,22 @@ def main() -> None:
         started = time.perf_counter()
 
         def issue(i: int) -> None:
-            app.keys.issue(
-                f"bench/key-{i:05d}",
-                owner="bench",
-                profile="interactive",
-                policy="standard",
-                actor="bench",
-                destinations=[f"vault:secret/bench/key-{i:05d}", f"aws-sm:bench/key-{i:05d}"],
-            )
+            # moto's server now and then answers 500 under concurrent creates;
+            # a failed issue leaves nothing behind, so it is simply repeated.
+            for attempt in range(5):
+                try:
+                    app.keys.issue(
+                        f"bench/key-{i:05d}",
+                        owner="bench",
+                        profile="interactive",
+                        policy="standard",
+                        actor="bench",
+                        destinations=[f"vault:secret/bench/key-{i:05d}", f"aws-sm:bench/key-{i:05d}"],
+                    )
+                    return
+                except StoreError:
+                    if attempt == 4:
+                        raise
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(issue, range(args.keys)))
