@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table
 from keyops.detect import cloudtrail
-from keyops.detect.events import UsageEvent, parse_event
+from keyops.detect.events import UsageEvent
 from keyops.detect.model import iso
 from keyops.errors import InvalidInputError
 from keyops.lifecycle.detection import DetectionService, IngestResult
@@ -90,7 +90,7 @@ def run_replay(service: DetectionService, path: str, *, progress: bool) -> tuple
             except orjson.JSONDecodeError as exc:
                 problems.append(f"line {number}: not JSON ({str(exc).split(':')[0]})")
                 continue
-            event = parse_event(doc, now=now)
+            event = service.parse(doc, now=now)
             if isinstance(event, str):
                 problems.append(f"line {number}: {event}")
                 continue

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from keyops.config import DetectionSettings
 from keyops.detect.config import DetectorConfig
 from keyops.detect.engine import Engine, Output
-from keyops.detect.events import UsageEvent
+from keyops.detect.events import MAX_FUTURE_SECONDS, MAX_PROMPT_CHARS, UsageEvent, parse_event
 from keyops.detect.model import ActionRecord, FindingRecord, KeyMeta
 from keyops.domain.durations import parse_duration
 from keyops.domain.specs import SpecError, parse_profile
@@ -71,8 +71,14 @@ class DetectionService:
         idle_evict: float = 3600.0,
         idle_forget: float = 7 * 86400.0,
         dry_run: bool = False,
+        max_future: float = MAX_FUTURE_SECONDS,
+        max_prompt_chars: int = MAX_PROMPT_CHARS,
     ) -> None:
         self._sessions = sessions
+        #: The intake's limits on one event ([detection] settings): the same
+        #: for the live intake and for replay, so both reject the same events.
+        self.max_future = max_future
+        self.max_prompt_chars = max_prompt_chars
         self._specs = specs
         self.findings = findings
         self.dry_run = dry_run
@@ -93,6 +99,8 @@ class DetectionService:
             idle_evict=self.engine.idle_hot,
             idle_forget=self.engine.idle_cold,
             dry_run=dry_run,
+            max_future=self.max_future,
+            max_prompt_chars=self.max_prompt_chars,
         )
 
     @classmethod
@@ -106,7 +114,14 @@ class DetectionService:
             lateness=float(parse_duration(settings.lateness)),
             idle_evict=float(parse_duration(settings.idle_evict)),
             idle_forget=float(parse_duration(settings.idle_forget)),
+            max_future=float(parse_duration(settings.max_future)),
+            max_prompt_chars=settings.max_prompt_chars,
         )
+
+    def parse(self, doc: Any, *, now: float | None) -> UsageEvent | str:
+        """One decoded event checked against this service's limits (the
+        event or a one-line reason)."""
+        return parse_event(doc, now=now, max_future=self.max_future, max_prompt_chars=self.max_prompt_chars)
 
     # ------------------------------------------------------------- intake --
 
