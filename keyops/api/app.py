@@ -1,12 +1,15 @@
 """The ASGI application (Starlette: routing and nothing else on the hot path).
 
 ``create_app(app)`` returns the Starlette app for one process. Its lifespan
-loads the verify cache, starts the change follower and (unless disabled) the
-scheduler, and on shutdown stops them within ``server.shutdown_timeout``.
+loads the verify cache, starts the change follower, the flusher of verify's
+per-version last use and (unless disabled) the scheduler, and on shutdown
+writes the last uses once more and stops the rest within
+``server.shutdown_timeout``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -21,6 +24,7 @@ from starlette.routing import Route
 from keyops.api import ops
 from keyops.api.alerts import alerts_endpoint
 from keyops.api.cache_sync import CacheSync
+from keyops.api.last_use import Flusher
 from keyops.api.ratelimit import LocalBuckets, RedisBuckets
 from keyops.api.state import ApiState, json_error
 from keyops.api.usage import usage_endpoint
@@ -130,12 +134,20 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
         await run_in_threadpool(state.sync.load)
         state.sync.start()
         redis_sync = _start_redis_wakeups(state)
+        flusher = Flusher(state.last_use, app.engine, float(parse_duration(app.settings.server.last_use_flush)))
+        flushing = asyncio.create_task(flusher.run())
         if scheduler_factory is not None:
             state.scheduler = scheduler_factory(state)
             state.scheduler.start()
         try:
             yield
         finally:
+            # Requests are drained by now: write the last uses first, before
+            # anything slower can run into the shutdown bound.
+            flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flushing
+            await flusher.flush()
             if state.scheduler is not None:
                 await run_in_threadpool(state.scheduler.stop)
             state.sync.stop()

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from keyops.api.auth import allows, caller_for
 from keyops.api.cache_sync import CacheSync, Caller
+from keyops.api.last_use import LastUse
 from keyops.api.metrics import Metrics
 from keyops.api.ratelimit import LocalBuckets, RedisBuckets
 from keyops.bootstrap import App
@@ -30,6 +31,7 @@ class ApiState:
     sync: CacheSync
     buckets: LocalBuckets | RedisBuckets
     metrics: Metrics = field(default_factory=Metrics)
+    last_use: LastUse = field(default_factory=LastUse)
     worker_id: str = ""
     scheduler: Any = None
     redis: Any = None

@@ -6,7 +6,9 @@ Body ``{"key": "...", "cost": 1}``. A well-formed request always gets 200 with
 "reset"}}``. ``MALFORMED`` is decided by the checksum alone: no lookup, no
 database. Only a body that is not a JSON object with a string ``key`` gets
 400. Deliberately no validation framework: this runs for every request an
-API gateway sees.
+API gateway sees. The one thing it records is a genuine key's use (VALID or
+RATE_LIMITED), in memory, per version (``keyops.api.last_use``); the daemon
+writes those in batches for usage-aware retirement.
 """
 
 from __future__ import annotations
@@ -130,8 +132,14 @@ def verdict(state: ApiState, body: bytes) -> tuple[int, bytes] | Awaitable[tuple
     if not well_formed(key):
         code, hit = "MALFORMED", None
     else:
-        hit = state.sync.cache.lookup(hashlib.sha256(key.encode("utf-8")).digest())
-        code = decide(hit, time.time())
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        hit = state.sync.cache.lookup(digest)
+        now = time.time()
+        code = decide(hit, now)
+        if code == "VALID":
+            # A genuine key (even if the rate limit then refuses it): this
+            # version was used. One dict store; the daemon flushes it.
+            state.last_use.seen[digest] = now
     if code == "VALID" and hit is not None:
         limit = state.sync.limits.get(hit.profile)
         if limit is not None:
