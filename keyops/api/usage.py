@@ -5,7 +5,8 @@ parsed by ``keyops.detect.events.parse_event`` (shared with ``keyops
 replay``; a plaintext ``key`` is hashed there and dropped) and resolved from
 memory (hashes, through the verify cache) or the inventory (``key_id``);
 one transaction per request upserts the per-minute aggregates and moves
-``keys.last_used_at`` forward. The writes go through a
+``keys.last_used_at`` forward, and ``key_versions.last_used_at`` for events
+that name the key by hash (they name the version). The writes go through a
 plain connection, not the ORM session, so they do not count as key changes
 (usage must not invalidate verify caches). Accepted events are then handed
 to the detection engine (``app.detection.ingest``) when it is wired.
@@ -27,8 +28,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyops.api.cache import VerifyCache
+from keyops.api.last_use import move_forward
 from keyops.api.state import ApiState, json_error
-from keyops.api.usage_events import BadLine, aggregate, split_body
+from keyops.api.usage_events import BadLine, aggregate, split_body, version_last_used
 from keyops.detect.events import UsageEvent, parse_event
 from keyops.inventory import models
 
@@ -87,7 +89,7 @@ def _known_ids(engine: Engine, ids: set[str]) -> set[str]:
 
 
 def write_usage(engine: Engine, events: list[tuple[str, UsageEvent]]) -> None:
-    """One transaction: per-minute upserts and last-use times."""
+    """One transaction: per-minute upserts and last-use times (keys, and versions named by hash)."""
     minutes, last_used = aggregate(events)
     if not minutes:
         return
@@ -121,6 +123,7 @@ def write_usage(engine: Engine, events: list[tuple[str, UsageEvent]]) -> None:
                 .where(keys.c.id == key_id, (keys.c.last_used_at.is_(None)) | (keys.c.last_used_at < ts))
                 .values(last_used_at=ts)
             )
+        move_forward(conn, version_last_used(events))
 
 
 def ingest(state: ApiState, body: bytes, now: float) -> tuple[int, list[dict[str, Any]]] | str:

@@ -5,6 +5,8 @@ then checked on its own by ``keyops.detect.events.parse_event`` (the one
 parser shared with ``keyops replay``): a bad one is named by index and
 skipped, the good ones kept. Aggregation folds events into one row per (key, minute) plus each key's
 last use, so the intake writes a handful of rows per request, not one per event.
+An event that names its key by hash (``key_hash`` or ``key``) names the
+version too, so it also counts as that version's use (usage-aware retirement).
 """
 
 from __future__ import annotations
@@ -79,3 +81,17 @@ def aggregate(
         if key_id not in last_used or last_used[key_id] < ts:
             last_used[key_id] = ts
     return minutes, last_used
+
+
+def version_last_used(events: list[tuple[str, UsageEvent]]) -> dict[str, datetime]:
+    """Each named version's last use: version hash (hex) -> latest event time.
+    Events that give only a ``key_id`` say nothing about the version."""
+    last_used: dict[str, datetime] = {}
+    for _key_id, event in events:
+        kind, _, value = event.key_ref.partition(":")
+        if kind != "hash":
+            continue
+        ts = datetime.fromtimestamp(event.ts, UTC)
+        if value not in last_used or last_used[value] < ts:
+            last_used[value] = ts
+    return last_used
