@@ -1,10 +1,17 @@
 """Ending grace periods: previous versions leave every store, then the inventory.
 
 A previous version is retired when its grace has ended, or earlier when its
-key's policy sets ``retire_when_idle`` and the version has had no verified use
-(``KeyVersion.last_used_at``, written by verify) for that long. A version is
-never retired while the rotation that superseded it is unfinished: some store
-may still serve it as current.
+key's policy sets ``retire_when_idle`` and the version has been idle that
+long: no use since the later of its supersession and its own last use
+(``KeyVersion.last_used_at``, moved forward by verify's VALID and
+RATE_LIMITED answers and by usage events that name the key by hash). Traffic
+on the new version therefore does not keep the previous one alive. Only when
+no version of the key has any recorded use (a gateway that reports usage by
+``key_id`` alone and does not verify through keyops) is the key's own
+``last_used_at`` taken instead: either version may have been used, so the
+conservative reading keeps the previous one. A version is never retired while
+the rotation that superseded it is unfinished: some store may still serve it
+as current.
 
 Claims: candidates are read with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), the
 store calls run outside any transaction, and the final transaction re-checks
@@ -67,6 +74,20 @@ def _policies(session: Session) -> dict[str, RotationPolicy]:
     return {row.name: policy_from_row(row) for row in session.execute(select(models.RotationPolicy)).scalars()}
 
 
+def _tracked_keys(session: Session, key_ids: set[str]) -> set[str]:
+    """The keys with per-version usage recorded on at least one version."""
+    v = models.KeyVersion
+    found: set[str] = set()
+    ids = sorted(key_ids)
+    for i in range(0, len(ids), 500):
+        found.update(
+            session.execute(
+                select(v.key_id).where(v.key_id.in_(ids[i : i + 500]), v.last_used_at.is_not(None)).distinct()
+            ).scalars()
+        )
+    return found
+
+
 def _superseded_at(session: Session, version: models.KeyVersion) -> tuple[datetime | None, bool]:
     """When the version stopped being current, and whether that rotation is done."""
     rotation = (
@@ -97,7 +118,9 @@ class Retirer:
         with self._sessions.begin() as session:
             policies = _policies(session)
             idle = tuple(name for name, p in policies.items() if p.retire_when_idle)
-            for version in claims.previous_versions_due(session, now, limit, idle):
+            versions = claims.previous_versions_due(session, now, limit, idle)
+            tracked = _tracked_keys(session, {v.key_id for v in versions}) if idle else set()
+            for version in versions:
                 key = session.get(models.Key, version.key_id)
                 assert key is not None
                 superseded, finished = _superseded_at(session, version)
@@ -109,11 +132,10 @@ class Retirer:
                 else:
                     policy = policies.get(key.policy)
                     idle_for = policy.retire_when_idle if policy else None
-                    # Without per-version usage (verify records it), the key's
-                    # own last use is the conservative bound: traffic on either
-                    # version keeps the previous one alive.
                     moments = [version.last_used_at, superseded, version.activated_at]
-                    if version.last_used_at is None:
+                    if key.id not in tracked:
+                        # No per-version usage for this key at all: its own
+                        # last use is the conservative bound.
                         moments.append(key.last_used_at)
                     known = [d for d in moments if d is not None]
                     since = max(known) if known else None
