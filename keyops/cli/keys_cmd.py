@@ -279,7 +279,7 @@ def show(
         console.print(f"[bold]{'destinations':>17}[/bold]  {', '.join(view.destinations)}")
     print_table(
         "versions",
-        ["#", "state", "prefix", "created", "activated", "grace ends", "retired", "revoked"],
+        ["#", "state", "prefix", "created", "activated", "grace ends", "retired", "revoked", "last used"],
         [
             (
                 v["number"],
@@ -290,6 +290,7 @@ def show(
                 short_time(v["grace_ends_at"]),
                 short_time(v["retired_at"]),
                 short_time(v["revoked_at"]),
+                short_time(v["last_used_at"]),
             )
             for v in doc["versions"]
         ],

@@ -28,6 +28,8 @@ class VersionView:
     retired_at: datetime | None
     revoked_at: datetime | None
     external_id: str | None = None
+    # Last verified use of this version (verify, usage events by hash).
+    last_used_at: datetime | None = None
 
     @classmethod
     def of(cls, row: models.KeyVersion) -> VersionView:
@@ -42,6 +44,7 @@ class VersionView:
             retired_at=row.retired_at,
             revoked_at=row.revoked_at,
             external_id=row.external_id,
+            last_used_at=row.last_used_at,
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -56,6 +59,7 @@ class VersionView:
             "retired_at": iso(self.retired_at),
             "revoked_at": iso(self.revoked_at),
             "external_id": self.external_id,
+            "last_used_at": iso(self.last_used_at),
         }
 
 
