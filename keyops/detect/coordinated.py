@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 
 from keyops.detect.state import KeyState
 
 MIN_SKELETON_COUNT = 3  # a skeleton must recur in a key's traffic to count
 ACTIVE_WITHIN = 86400.0
-NETS_PER_KEY = 4
-UAS_PER_KEY = 2
+_key_id = attrgetter("meta.key_id")
 
 
 @dataclass(slots=True)
@@ -51,46 +53,66 @@ def _find(parent: list[int], i: int) -> int:
 
 
 def find_clusters(states: Iterable[KeyState], now: float) -> list[Cluster]:
+    """Clusters among ``states`` at event time ``now``.
+
+    This runs over the whole inventory every round, so it avoids per-pair
+    work: a (network, client) pair used by one key of a skeleton group cannot
+    join it to anything, so only shared pairs are unioned, and only
+    components big enough to matter are described."""
     groups: dict[int, list[KeyState]] = {}
     for st in states:
-        if not st.cfg.coordinated or now - st.last_ts > ACTIVE_WITHIN:
+        if now - st.last_ts > ACTIVE_WITHIN or not st.cfg.coordinated:
             continue
         for skel, count in st.skeletons.items():
             if count >= MIN_SKELETON_COUNT:
-                groups.setdefault(skel, []).append(st)
+                if skel in groups:
+                    groups[skel].append(st)
+                else:
+                    groups[skel] = [st]
     clusters: list[Cluster] = []
     for skel in sorted(groups):
         group = groups[skel]
         min_keys = min(st.cfg.min_keys for st in group)
         if len(group) < min_keys:
             continue
-        group.sort(key=lambda s: s.meta.key_id)
+        group.sort(key=_key_id)
+        combos_of = [st.infra_pairs() for st in group]
+        shared = {c for c, n in Counter(chain.from_iterable(combos_of)).items() if n > 1}
         parent = list(range(len(group)))
-        first_with: dict[tuple[str, str], int] = {}
-        for i, st in enumerate(group):
-            nets = list(st.nets)[-NETS_PER_KEY:]
-            uas = list(st.uas)[-UAS_PER_KEY:]
-            for net in nets:
-                for ua in uas:
-                    j = first_with.setdefault((net, ua), i)
-                    if j != i:
-                        parent[_find(parent, i)] = _find(parent, j)
+        linked: list[int] = []  # keys with a shared pair; the others are alone
+        if shared:
+            first_with: dict[tuple[str, str], int] = {}
+            for i, combos in enumerate(combos_of):
+                if shared.isdisjoint(combos):
+                    continue
+                linked.append(i)
+                for combo in combos:
+                    if combo in shared:
+                        j = first_with.setdefault(combo, i)
+                        if j != i:
+                            parent[_find(parent, i)] = _find(parent, j)
         components: dict[int, list[int]] = {}
-        for i in range(len(group)):
-            components.setdefault(_find(parent, i), []).append(i)
+        for i in linked if min_keys > 1 else range(len(group)):
+            root = _find(parent, i)
+            if root in components:
+                components[root].append(i)
+            else:
+                components[root] = [i]
         for indexes in components.values():
+            if len(indexes) < min_keys:
+                continue
             members = [group[i] for i in indexes]
             owners = sorted({m.meta.owner for m in members})
-            if len(members) < min_keys or len(owners) < min(m.cfg.min_owners for m in members):
+            if len(owners) < min(m.cfg.min_owners for m in members):
                 continue
-            combos = [c for c, i in first_with.items() if _find(parent, i) == _find(parent, indexes[0])]
+            pairs = {c for i in indexes for c in combos_of[i]}
             clusters.append(
                 Cluster(
                     skeleton=skel,
                     members=members,
                     owners=owners,
-                    networks=sorted({c[0] for c in combos})[:8],
-                    clients=sorted({c[1] for c in combos})[:4],
+                    networks=sorted({c[0] for c in pairs})[:8],
+                    clients=sorted({c[1] for c in pairs})[:4],
                 )
             )
     return clusters

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 from ipaddress import ip_address
+from itertools import product
 from typing import Any
 
 from keyops.detect.config import WINDOW, DetectorConfig
@@ -28,6 +29,8 @@ UAS_MAX = 8
 INFLIGHT_MAX = 512
 SKELETONS_MAX = 4  # Misra-Gries counters of frequent skeletons (for coordination)
 SAMPLES_MAX = 3
+NETS_PER_KEY = 4  # the most recent networks and clients a key is joined on
+UAS_PER_KEY = 2  # in the coordination search (see infra_pairs)
 
 
 class KeyState:
@@ -41,6 +44,7 @@ class KeyState:
         "acc_ts",
         "acc_weak",
         "acted",
+        "band_count",
         "band_ring",
         "base_dup",
         "base_n",
@@ -73,12 +77,14 @@ class KeyState:
         "out_n",
         "out_var",
         "outside",
+        "pairs",
         "peak_inflight",
         "peak_minute",
         "prompts",
         "reported",
         "ring_pos",
         "samples",
+        "skel_count",
         "skel_hits",
         "skel_ring",
         "skeletons",
@@ -102,6 +108,8 @@ class KeyState:
         self.inflight: list[float] = []
         self.skel_ring: list[int] = []
         self.band_ring: list[int] = []
+        self.skel_count: dict[int, int] = {}
+        self.band_count: dict[int, int] = {}
         self.ring_pos = 0
         self.samples: list[list[str]] = []
         self.reset_window(self.win_start)
@@ -113,6 +121,7 @@ class KeyState:
         self.uas: dict[str, float] = {}
         self.last_ua = ""
         self.last_ua_novel = False
+        self.pairs: list[tuple[str, str]] | None = None
         self.vol_mu = 0.0
         self.vol_var = 0.0
         self.vol_n = 0
@@ -163,6 +172,8 @@ class KeyState:
         self.inflight = []
         self.skel_ring = []
         self.band_ring = []
+        self.skel_count = {}
+        self.band_count = {}
         self.ring_pos = 0
         self.samples = []
 
@@ -181,36 +192,51 @@ class KeyState:
         return self.last_ts >= self.first_ts + self.cfg.learning_period
 
     def remember_prompt(self, sketch: tuple[int, ...], prefix: str) -> None:
-        """Count the prompt against recent ones, then remember it (bounded ring)."""
+        """Count the prompt against recent ones, then remember it (bounded ring).
+
+        The rings keep the last ``RING`` prompts in arrival order (for
+        eviction); ``skel_count`` and ``band_count`` count the values the
+        rings hold, so "seen recently?" is a dictionary lookup, not a scan
+        of the 24 skeletons and 120 bands."""
         skel = sketch[3]
-        ring = self.skel_ring
-        if skel in ring:
+        skel_count = self.skel_count
+        if skel in skel_count:
             self.skel_hits += 1
         bands = sketch[4:]
-        ring_bands = self.band_ring
+        band_count = self.band_count
         dup = False
         for band in bands:
-            if band in ring_bands:
+            if band in band_count:
                 dup = True
                 break
         if dup:
             self.dup_hits += 1
         flags = sketch[2]
-        if flags & 1:
-            self.strong += 1
-        if flags & 2:
-            self.weak += 1
+        if flags:
+            if flags & 1:
+                self.strong += 1
+            if flags & 2:
+                self.weak += 1
         if (dup or flags & 1) and prefix and len(self.samples) < SAMPLES_MAX:
             self.samples.append(["reasoning" if flags & 1 else "near-duplicate", prefix])
+        ring = self.skel_ring
+        ring_bands = self.band_ring
         if len(ring) < RING:
             ring.append(skel)
             ring_bands.extend(bands)
         else:
             pos = self.ring_pos
+            _forget(skel_count, ring[pos])
             ring[pos] = skel
             width = len(bands)
-            ring_bands[pos * width : pos * width + width] = bands
+            start = pos * width
+            for old in ring_bands[start : start + width]:
+                _forget(band_count, old)
+            ring_bands[start : start + width] = bands
             self.ring_pos = (pos + 1) % RING
+        skel_count[skel] = skel_count.get(skel, 0) + 1
+        for band in bands:
+            band_count[band] = band_count.get(band, 0) + 1
         # Misra-Gries: the few skeletons this key sends most, in O(SKELETONS_MAX).
         counts = self.skeletons
         if skel in counts:
@@ -237,6 +263,7 @@ class KeyState:
         """Update known networks (LRU, bounded) and cache novelty for ``net``."""
         first = _first_seen(self.nets, net, ts, NETS_MAX)
         self.last_net = net
+        self.pairs = None
         cfg = self.cfg
         self.last_net_novel = self._novel(first, ts)
         if cfg.allowed:
@@ -247,10 +274,29 @@ class KeyState:
         first = _first_seen(self.uas, ua[:128], ts, UAS_MAX)
         self.last_ua = ua
         self.last_ua_novel = self._novel(first, ts)
+        self.pairs = None
+
+    def infra_pairs(self) -> list[tuple[str, str]]:
+        """The (network, client) pairs of the key's most recent networks and
+        clients. Cached until either list changes: the coordination search
+        asks for every active key each round, and most keys did not move."""
+        pairs = self.pairs
+        if pairs is None:
+            pairs = self.pairs = list(product(list(self.nets)[-NETS_PER_KEY:], list(self.uas)[-UAS_PER_KEY:]))
+        return pairs
 
     def _novel(self, first: float, ts: float) -> bool:
         """First seen after the learning period, and recently."""
         return first >= self.first_ts + self.cfg.learning_period and ts - first < self.cfg.novelty
+
+
+def _forget(counts: dict[int, int], value: int) -> None:
+    """Drop one occurrence of ``value`` from a ring's value counts."""
+    left = counts[value] - 1
+    if left:
+        counts[value] = left
+    else:
+        del counts[value]
 
 
 def _first_seen(lru: dict[str, float], label: str, ts: float, cap: int) -> float:
