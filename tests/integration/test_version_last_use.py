@@ -43,9 +43,7 @@ def _material(app: App, name: str) -> str:
 
 def _versions(app: App, name: str) -> dict[int, models.KeyVersion]:
     with app.sessions() as session:
-        rows = session.execute(
-            select(models.KeyVersion).join(models.Key).where(models.Key.name == name)
-        ).scalars()
+        rows = session.execute(select(models.KeyVersion).join(models.Key).where(models.Key.name == name)).scalars()
         return {v.number: v for v in rows}
 
 
