@@ -26,8 +26,10 @@ A sketch is ``[version, length, flags, skeleton, band0, ..., band4]``
 Everything is built from CRC32 and integer arithmetic, so the same prompt
 gives the same sketch in every process and on every platform: a gateway that
 sketches with ``keyops.client.sketch`` and the daemon that sketches a posted
-prompt agree. The cost is a few C-level passes (``findall``, ``map(crc32)``,
-``sorted``) plus 16 bisects, about 10-20 µs for a 600-character prompt.
+prompt agree. The cost is a few C-level passes (``translate`` + ``split``,
+``map(crc32)``, ``sorted``, a ``map`` of 16 bisects) and a handful of
+Python-level steps per prompt, none per word: sketching is most of what an
+event with a prompt costs the engine (``bench/engine.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import re
 import zlib
 from bisect import bisect_left
+from itertools import filterfalse, pairwise, repeat
 
 from keyops.detect.patterns import reasoning_flags
 
@@ -47,6 +50,10 @@ SKETCH_LENGTH = 4 + BANDS
 _M32 = 0xFFFFFFFF
 _BIN_SHIFT = 28
 _VALUE_MASK = (1 << _BIN_SHIFT) - 1
+_BIN_STARTS = tuple(b << _BIN_SHIFT for b in range(BINS))
+# Row multipliers: band k is ((row0 * _R0) ^ (row1 * _R1) ^ (row2 * _R2) ^ (k + 1)) & 0xFFFFFFFF.
+_R0, _R1, _R2 = 0x9E3779B1, 0x85EBCA6B, 0xC2B2AE35
+assert BINS == 16 and BANDS * ROWS == 15, "bands_of unrolls 5 bands of 3 rows"
 _SPLIT_TABLE = bytes(c if (48 <= c <= 57 or 97 <= c <= 122 or c >= 128) else 32 for c in range(256))
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
@@ -85,31 +92,34 @@ def skeleton_of(tokens: list[bytes]) -> int:
 
 
 def bands_of(tokens: list[bytes]) -> tuple[int, ...]:
-    hashes = set(map(zlib.crc32, tokens))
-    hashes -= _STOP
-    if not hashes:
+    # Repeated words need no de-duplication: a repeat never changes a bin's
+    # minimum, and building a set costs more than sorting the extra items.
+    ordered = sorted(filterfalse(_STOP.__contains__, map(zlib.crc32, tokens)))
+    if not ordered:
         return (0,) * BANDS
-    ordered = sorted(hashes)
-    n = len(ordered)
-    mins: list[int] = []
-    for b in range(BINS):
-        i = bisect_left(ordered, b << _BIN_SHIFT)
-        if i < n and ordered[i] >> _BIN_SHIFT == b:
-            mins.append(ordered[i] & _VALUE_MASK)
-        else:
-            mins.append(-1)
-    # Densify empty bins (few words): borrow the next non-empty bin's value,
-    # salted with the distance, so similar short prompts still agree.
-    for b in range(BINS):
-        if mins[b] < 0:
-            for step in range(1, BINS):
-                other = mins[(b + step) % BINS]
-                if other >= 0:
-                    mins[b] = (other + step * 0x9E3779B1) & _VALUE_MASK
-                    break
-    return tuple(
-        ((mins[r] * 0x9E3779B1) ^ (mins[r + 1] * 0x85EBCA6B) ^ (mins[r + 2] * 0xC2B2AE35) ^ (band + 1)) & _M32
-        for band, r in enumerate(range(0, BANDS * ROWS, ROWS))
+    # Where each bin starts in the sorted hashes (one C-level map of bisects);
+    # a bin is non-empty when it starts before the next one does, and its
+    # minimum is its first hash.
+    starts = list(map(bisect_left, repeat(ordered, BINS), _BIN_STARTS))
+    starts.append(len(ordered))
+    mins = [ordered[i] & _VALUE_MASK if i < j else -1 for i, j in pairwise(starts)]
+    if -1 in mins:
+        # Densify empty bins (few words): borrow the next non-empty bin's
+        # value, salted with the distance, so similar short prompts still agree.
+        for b in range(BINS):
+            if mins[b] < 0:
+                for step in range(1, BINS):
+                    other = mins[(b + step) % BINS]
+                    if other >= 0:
+                        mins[b] = (other + step * 0x9E3779B1) & _VALUE_MASK
+                        break
+    m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, m12, m13, m14 = mins[: BANDS * ROWS]
+    return (
+        ((m0 * _R0) ^ (m1 * _R1) ^ (m2 * _R2) ^ 1) & _M32,
+        ((m3 * _R0) ^ (m4 * _R1) ^ (m5 * _R2) ^ 2) & _M32,
+        ((m6 * _R0) ^ (m7 * _R1) ^ (m8 * _R2) ^ 3) & _M32,
+        ((m9 * _R0) ^ (m10 * _R1) ^ (m11 * _R2) ^ 4) & _M32,
+        ((m12 * _R0) ^ (m13 * _R1) ^ (m14 * _R2) ^ 5) & _M32,
     )
 
 
