@@ -69,6 +69,8 @@ WEAK: tuple[tuple[str, str], ...] = (
 # literal decides whether the tier's regexes run at all (most prompts: no).
 _STRONG_LITERALS = ("reason", "thought", "think", "monologue", "<", "推理", "思", "独白")
 _WEAK_LITERALS = ("step", "work", "walk", "explain", "think", "步", "过程", "解释", "说明", "讲解")
+_STRONG_ASCII = tuple(t for t in _STRONG_LITERALS if t.isascii())
+_WEAK_ASCII = tuple(t for t in _WEAK_LITERALS if t.isascii())
 
 _STRONG_NAMED = tuple((name, re.compile(rx)) for name, rx in STRONG)
 _WEAK_NAMED = tuple((name, re.compile(rx)) for name, rx in WEAK)
@@ -87,9 +89,10 @@ def reasoning_flags(lowered: str) -> int:
     """Bit flags (``FLAG_STRONG``, ``FLAG_WEAK``) for lowercased prompt text."""
     flags = 0
     contains = lowered.__contains__  # map() keeps the prefilter a C-level loop
-    if any(map(contains, _STRONG_LITERALS)) and _any(lowered, _STRONG_NAMED):
+    plain = lowered.isascii()  # O(1); an ASCII prompt cannot hold a CJK literal
+    if any(map(contains, _STRONG_ASCII if plain else _STRONG_LITERALS)) and _any(lowered, _STRONG_NAMED):
         flags |= FLAG_STRONG
-    if any(map(contains, _WEAK_LITERALS)) and _any(lowered, _WEAK_NAMED):
+    if any(map(contains, _WEAK_ASCII if plain else _WEAK_LITERALS)) and _any(lowered, _WEAK_NAMED):
         flags |= FLAG_WEAK
     return flags
 

@@ -87,8 +87,10 @@ def _tokens(lowered: str) -> list[bytes]:
 
 
 def skeleton_of(tokens: list[bytes]) -> int:
-    head = b" ".join(b"#" if t.isdigit() else t for t in tokens[:SKELETON_TOKENS])
-    return zlib.crc32(head)
+    head = tokens[:SKELETON_TOKENS]
+    if any(map(bytes.isdigit, head)):  # mask numbers only when there are some
+        head = [b"#" if t.isdigit() else t for t in head]
+    return zlib.crc32(b" ".join(head))
 
 
 def bands_of(tokens: list[bytes]) -> tuple[int, ...]:

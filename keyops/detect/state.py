@@ -12,6 +12,7 @@ number of events. ``bench/engine.py`` measures the bytes per active key.
 
 from __future__ import annotations
 
+import struct
 from heapq import heappop, heappush
 from ipaddress import ip_address
 from itertools import product
@@ -19,11 +20,16 @@ from typing import Any
 
 from keyops.detect.config import WINDOW, DetectorConfig
 from keyops.detect.model import KeyMeta
+from keyops.detect.sketches import BANDS
 
 DETECTORS = ("volume", "concurrency", "network", "templated", "reasoning", "harvesting", "coordinated")
 VOLUME, CONCURRENCY, NETWORK, TEMPLATED, REASONING, HARVESTING, COORDINATED = range(7)
 
 RING = 24  # recent prompts remembered for near-duplicate checks
+_PACK_WORD = struct.Struct(">I").pack
+_PACK_BANDS = struct.Struct(f">{BANDS}I").pack
+_BAND_BYTES = 4 * BANDS
+assert BANDS == 5, "remember_prompt slices the packed bands into 5 words"
 NETS_MAX = 16
 UAS_MAX = 8
 INFLIGHT_MAX = 512
@@ -104,8 +110,8 @@ class KeyState:
         self.last_ts = ts
         self.win_start = int(ts // WINDOW) * WINDOW
         self.inflight: list[float] = []
-        self.skel_ring: list[int] = []
-        self.band_ring: list[int] = []
+        self.skel_ring = bytearray()  # RING skeletons, 4 bytes each
+        self.band_ring = bytearray()  # RING x BANDS bands, 4 bytes each
         self.ring_pos = 0
         self.samples: list[list[str]] = []
         self.reset_window(self.win_start)
@@ -166,8 +172,8 @@ class KeyState:
     def drop_hot(self) -> None:
         """Forget what only matters while the key is busy (idle eviction)."""
         self.inflight = []
-        self.skel_ring = []
-        self.band_ring = []
+        self.skel_ring = bytearray()
+        self.band_ring = bytearray()
         self.ring_pos = 0
         self.samples = []
 
@@ -188,17 +194,22 @@ class KeyState:
     def remember_prompt(self, sketch: tuple[int, ...], prefix: str) -> None:
         """Count the prompt against recent ones, then remember it (bounded ring).
 
-        "Any of the 5 bands among the ring's 120?" is one C-level pass over
-        the ring against a set of 5 (``isdisjoint``), not 5 list scans; an
-        index of the ring's bands would be faster still but costs more
-        memory per key than the ring itself (a dict that churns doubles)."""
+        The rings hold the last ``RING`` prompts' skeletons and bands packed
+        as 4-byte big-endian words in a ``bytearray``: "seen recently?" is a
+        C-level ``find`` per value (a hit counts only at a word boundary),
+        with no int object per remembered value to allocate, keep or chase."""
         skel = sketch[3]
+        packed_skel = _PACK_WORD(skel)
         ring = self.skel_ring
-        if skel in ring:
+        if ring and _has_word(ring, packed_skel):
             self.skel_hits += 1
-        bands = sketch[4:]
+        packed = _PACK_BANDS(*sketch[4:])
         ring_bands = self.band_ring
-        dup = not set(bands).isdisjoint(ring_bands)
+        dup = False
+        if ring_bands:
+            words = (packed[0:4], packed[4:8], packed[8:12], packed[12:16], packed[16:20])
+            if max(map(ring_bands.find, words)) >= 0:
+                dup = any(_has_word(ring_bands, word) for word in words)
         if dup:
             self.dup_hits += 1
         flags = sketch[2]
@@ -209,14 +220,13 @@ class KeyState:
                 self.weak += 1
         if (dup or flags & 1) and prefix and len(self.samples) < SAMPLES_MAX:
             self.samples.append(["reasoning" if flags & 1 else "near-duplicate", prefix])
-        if len(ring) < RING:
-            ring.append(skel)
-            ring_bands.extend(bands)
+        if len(ring) < RING * 4:
+            ring += packed_skel
+            ring_bands += packed
         else:
             pos = self.ring_pos
-            ring[pos] = skel
-            width = len(bands)
-            ring_bands[pos * width : pos * width + width] = bands
+            ring[pos * 4 : pos * 4 + 4] = packed_skel
+            ring_bands[pos * _BAND_BYTES : pos * _BAND_BYTES + _BAND_BYTES] = packed
             self.ring_pos = (pos + 1) % RING
         # Misra-Gries: the few skeletons this key sends most, in O(SKELETONS_MAX).
         counts = self.skeletons
@@ -269,6 +279,15 @@ class KeyState:
     def _novel(self, first: float, ts: float) -> bool:
         """First seen after the learning period, and recently."""
         return first >= self.first_ts + self.cfg.learning_period and ts - first < self.cfg.novelty
+
+
+def _has_word(ring: bytearray, word: bytes) -> bool:
+    """Whether the 4-byte ``word`` is one of ``ring``'s words (a match that
+    straddles two words is not one)."""
+    i = ring.find(word)
+    while i > 0 and i & 3:
+        i = ring.find(word, i + 1)
+    return i >= 0
 
 
 def _first_seen(lru: dict[str, float], label: str, ts: float, cap: int) -> float:

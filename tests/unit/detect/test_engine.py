@@ -140,8 +140,8 @@ def test_state_per_key_stays_bounded() -> None:
     st = engine.keys[META.key_id]
     assert len(st.nets) <= NETS_MAX
     assert len(st.uas) <= UAS_MAX
-    assert len(st.skel_ring) <= RING
-    assert len(st.band_ring) <= RING * 5
+    assert len(st.skel_ring) <= RING * 4  # 4-byte words
+    assert len(st.band_ring) <= RING * 5 * 4
     assert len(st.skeletons) <= SKELETONS_MAX
     assert len(st.inflight) <= INFLIGHT_MAX
     assert len(st.samples) <= 3
