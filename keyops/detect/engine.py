@@ -22,6 +22,7 @@ lifecycle layer persists and applies them.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
@@ -31,11 +32,13 @@ from keyops.detect.config import COORDINATION_EVERY, HALF_LIFE, WINDOW, Detector
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import ACTION_RANK, SEVERITY_NAMES, ActionRecord, FindingRecord, KeyMeta, iso
 from keyops.detect.policy import MIN_FINDING_LEVEL, combine, level
+from keyops.detect.signal import Signal
 from keyops.detect.state import (
     CONCURRENCY,
     COORDINATED,
     DETECTORS,
     HARVESTING,
+    INFLIGHT_MAX,
     NETWORK,
     REASONING,
     TEMPLATED,
@@ -50,6 +53,7 @@ LIVE_WITHIN = 3600.0
 #: persist for two rounds before its members are acted on.
 CLUSTER_SIGNAL = 4.5
 _LN2 = math.log(2.0)
+_Item = tuple[float, str, int, UsageEvent, KeyMeta, DetectorConfig]
 
 
 @dataclass
@@ -66,7 +70,11 @@ class Engine:
         self.idle_hot = idle_hot
         self.idle_cold = idle_cold
         self.keys: dict[str, KeyState] = {}
-        self._heap: list[tuple[float, str, int, UsageEvent, KeyMeta, DetectorConfig]] = []
+        # Buffered events, ordered by (ts, key_ref, arrival): events that
+        # arrive in that order (a replayed file, a punctual gateway) append to
+        # ``_run``; only out-of-order ones pay for the heap. Release merges both.
+        self._run: deque[_Item] = deque()
+        self._heap: list[_Item] = []
         self._due: list[tuple[int, str]] = []
         self._seq = 0
         self._max_ts = -math.inf
@@ -89,7 +97,12 @@ class Engine:
                 f"(more than {self.lateness:g}s late)"
             )
         self._seq += 1
-        heappush(self._heap, (event.ts, event.key_ref, self._seq, event, meta, cfg))
+        item = (event.ts, event.key_ref, self._seq, event, meta, cfg)
+        run = self._run
+        if not run or item > run[-1]:
+            run.append(item)
+        else:
+            heappush(self._heap, item)
         if event.ts > self._max_ts:
             self._max_ts = event.ts
         return None
@@ -108,10 +121,7 @@ class Engine:
 
     def flush(self, out: Output) -> None:
         """Release everything and judge every open window (end of a replay)."""
-        heap = self._heap
-        while heap:
-            _ts, _, _, event, meta, cfg = heappop(heap)
-            self._process(event, meta, cfg, out)
+        self._drain(math.inf, out)
         if self._max_ts > -math.inf:
             self.watermark = max(self.watermark, self._max_ts)
         for key_id in sorted(self.keys):
@@ -124,12 +134,26 @@ class Engine:
         if watermark <= self.watermark:
             return
         self.watermark = watermark
-        heap = self._heap
-        while heap and heap[0][0] <= watermark:
-            _ts, _, _, event, meta, cfg = heappop(heap)
-            self._process(event, meta, cfg, out)
+        self._drain(watermark, out)
         if self._next_window >= 0 and watermark >= self._next_window:
             self._timers(watermark, out)
+
+    def _drain(self, watermark: float, out: Output) -> None:
+        """Process buffered events up to ``watermark``, smallest first."""
+        run = self._run
+        heap = self._heap
+        process = self._process
+        while True:
+            if run and run[0][0] <= watermark:
+                if heap and heap[0] < run[0]:
+                    _ts, _, _, event, meta, cfg = heappop(heap)
+                else:
+                    _ts, _, _, event, meta, cfg = run.popleft()
+            elif heap and heap[0][0] <= watermark:
+                _ts, _, _, event, meta, cfg = heappop(heap)
+            else:
+                return
+            process(event, meta, cfg, out)
 
     # ---------------------------------------------------------- per event --
 
@@ -170,7 +194,15 @@ class Engine:
         st.tok_in += ev.input_tokens
         st.tok_out += ev.output_tokens
         if ev.duration_ms and cfg.concurrency_on:
-            st.track_inflight(ts, ev.duration_ms)
+            # Requests in flight: a bounded heap of end times (per event, so inline).
+            inflight = st.inflight
+            while inflight and inflight[0] <= ts:
+                heappop(inflight)
+            heappush(inflight, ts + ev.duration_ms / 1000.0)
+            if len(inflight) > INFLIGHT_MAX:
+                heappop(inflight)
+            if len(inflight) > st.peak_inflight:
+                st.peak_inflight = len(inflight)
         net = ev.network
         if net:
             if net != st.last_net:
@@ -241,25 +273,31 @@ class Engine:
         st.accumulate(at, math.exp(-_LN2 * max(at - st.acc_ts, 0.0) / HALF_LIFE))
         vol_z = volume.jump(st)
         spend = harvesting.spend_z(st)
-        signals = (
-            (VOLUME, volume.judge(st, cfg) if cfg.volume else None),
-            (CONCURRENCY, concurrency.judge(st, cfg) if cfg.concurrency_on else None),
-            (NETWORK, network.judge(st, cfg, vol_z, spend) if cfg.network else None),
-            (TEMPLATED, templated.judge(st, cfg) if cfg.templated and st.prompts else None),
-            (REASONING, reasoning.judge(st, cfg) if cfg.reasoning and st.strong else None),
-            (HARVESTING, harvesting.judge(st, cfg) if cfg.harvesting else None),
-        )
         fired = False
-        for d, sig in signals:
-            if sig is not None:
-                fired = True
-                st.evidence[d] += sig.strength
-                st.details[d] = {"summary": sig.summary, **sig.evidence, "window_start": iso(st.win_start)}
+        if cfg.volume and (sig := volume.judge(st, cfg, vol_z)) is not None:
+            fired = self._signal(st, VOLUME, sig)
+        if cfg.concurrency_on and (sig := concurrency.judge(st, cfg)) is not None:
+            fired = self._signal(st, CONCURRENCY, sig)
+        if cfg.network and (sig := network.judge(st, cfg, vol_z, spend)) is not None:
+            fired = self._signal(st, NETWORK, sig)
+        if cfg.templated and st.prompts and (sig := templated.judge(st, cfg)) is not None:
+            fired = self._signal(st, TEMPLATED, sig)
+        if cfg.reasoning and st.strong and (sig := reasoning.judge(st, cfg)) is not None:
+            fired = self._signal(st, REASONING, sig)
+        if cfg.harvesting and (sig := harvesting.judge(st, cfg, spend)) is not None:
+            fired = self._signal(st, HARVESTING, sig)
         volume.learn(st)
         harvesting.learn(st)
         templated.learn(st)
         if fired or st.acted or any(st.reported):
             self._judge(st, at, out)
+
+    @staticmethod
+    def _signal(st: KeyState, d: int, sig: Signal) -> bool:
+        """Add one detector's signal for the window to the key's evidence."""
+        st.evidence[d] += sig.strength
+        st.details[d] = {"summary": sig.summary, **sig.evidence, "window_start": iso(st.win_start)}
+        return True
 
     def _judge(self, st: KeyState, at: float, out: Output, cluster_id: str | None = None) -> None:
         levels = [level(e) for e in st.evidence]
@@ -395,6 +433,6 @@ class Engine:
         """Push and release in one pass (replay of a file)."""
         for event, meta, cfg in items:
             self.push(event, meta, cfg)
-            if len(self._heap) > 4096:
+            if len(self._run) + len(self._heap) > 4096:
                 self.release(out)
         self.release(out)

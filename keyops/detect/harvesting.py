@@ -23,13 +23,15 @@ def spend_z(st: KeyState) -> float:
     return robust_z(math.log1p(st.tok_out / ok), st.out_mu, st.out_var, MIN_SD)
 
 
-def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
+def judge(st: KeyState, cfg: DetectorConfig, z: float) -> Signal | None:
+    """``z`` is :func:`spend_z` of this window (the engine computes it once)."""
     ok = st.n - st.errors
     if ok < MIN_REQUESTS:
         return None
     ratio = st.tok_out / max(st.tok_in, 1)
+    if ratio <= cfg.max_ratio and z <= cfg.harvesting_z:
+        return None  # the common quiet window: both parts below would be 0
     s_ratio = clamp(math.log2(ratio / cfg.max_ratio)) if ratio > cfg.max_ratio else 0.0
-    z = spend_z(st)
     s_base = clamp((z - cfg.harvesting_z) / 3.0)
     strength = max(s_ratio, s_base)
     if strength <= 0.0:

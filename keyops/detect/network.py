@@ -18,6 +18,8 @@ JUMP_Z = 2.0
 
 
 def judge(st: KeyState, cfg: DetectorConfig, volume_z: float, spend_z: float) -> Signal | None:
+    if not st.novel_net and not st.outside:
+        return None  # nothing new and nothing outside: both parts below would be 0
     n = max(st.n, 1)
     outside = st.outside / n
     new_net = st.novel_net / n

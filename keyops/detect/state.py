@@ -13,7 +13,6 @@ number of events. ``bench/engine.py`` measures the bytes per active key.
 from __future__ import annotations
 
 import struct
-from heapq import heappop, heappush
 from ipaddress import ip_address
 from itertools import product
 from typing import Any
@@ -239,16 +238,6 @@ class KeyState:
                 counts[k] -= 1
                 if counts[k] <= 0:
                     del counts[k]
-
-    def track_inflight(self, ts: float, duration_ms: int) -> None:
-        heap = self.inflight
-        while heap and heap[0] <= ts:
-            heappop(heap)
-        heappush(heap, ts + duration_ms / 1000.0)
-        if len(heap) > INFLIGHT_MAX:
-            heappop(heap)
-        if len(heap) > self.peak_inflight:
-            self.peak_inflight = len(heap)
 
     def see_network(self, net: str, ip: str, ts: float) -> None:
         """Update known networks (LRU, bounded) and cache novelty for ``net``."""

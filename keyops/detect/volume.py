@@ -20,16 +20,17 @@ MIN_BASELINE_WINDOWS = 12
 MIN_SD = 0.35
 
 
-def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
+def judge(st: KeyState, cfg: DetectorConfig, z: float) -> Signal | None:
+    """``z`` is :func:`jump` of this window (the engine computes it once)."""
     limit = cfg.rpm * cfg.volume_factor
     over = st.peak_minute / limit
-    s_limit = clamp(over - 1.0) if over > 1.0 else 0.0
     # Over the daily budget counts in windows that keep spending faster than
     # the budget allows (one burst early in the day is not re-counted all day).
     window_tokens = st.tok_in + st.tok_out
     s_day = 1.0 if st.day_tokens > cfg.tokens_per_day and window_tokens * 288 > cfg.tokens_per_day else 0.0
-    x = math.log1p(st.n)
-    z = robust_z(x, st.vol_mu, st.vol_var, MIN_SD) if st.learned and st.vol_n >= MIN_BASELINE_WINDOWS else 0.0
+    if over <= 1.0 and not s_day and z <= cfg.volume_z:
+        return None  # the common quiet window: every part below would be 0
+    s_limit = clamp(over - 1.0) if over > 1.0 else 0.0
     s_base = clamp((z - cfg.volume_z) / 3.0)
     strength = max(s_limit, s_day, s_base)
     if strength <= 0.0:

@@ -80,6 +80,41 @@ def test_out_of_order_within_lateness_gives_the_same_findings() -> None:
     assert identities(run(shuffled)[0]) == identities(run(events)[0])
 
 
+class RecordingEngine(Engine):
+    """The real engine, noting the order in which it processes events."""
+
+    def __init__(self, lateness: float) -> None:
+        super().__init__(lateness=lateness)
+        self.order: list[tuple[float, str, int]] = []
+
+    def _process(self, ev: UsageEvent, meta: KeyMeta, cfg: Any, out: Output) -> None:
+        self.order.append((ev.ts, ev.key_ref, ev.input_tokens))
+        super()._process(ev, meta, cfg, out)
+
+
+def test_events_are_processed_in_event_time_then_key_then_arrival_order() -> None:
+    # In-order arrivals take the engine's fast path and out-of-order ones its
+    # heap; together they must give exactly the order one heap would.
+    rng = random.Random(4)
+    other = KeyMeta("5b0c8a3e-1f7d-4c2a-9e61-0d4b7f3a2c19", "team/other", "team", "interactive")
+    pushed: list[tuple[float, str, int]] = []
+    engine = RecordingEngine(lateness=5.0)
+    out = Output()
+    cfg = CFG["interactive"]
+    ts = T0
+    for i in range(3000):
+        ts += rng.choice((0.0, 0.0, 0.5, 1.0))  # many ties in event time
+        at = ts - rng.choice((0.0, 0.0, 0.0, rng.uniform(0.0, 4.0)))  # some arrive late
+        meta = rng.choice((META, other))
+        event = ev(round(at, 1), key_id=meta.key_id, input_tokens=i)
+        assert engine.push(event, meta, cfg) is None
+        pushed.append((event.ts, event.key_ref, i))
+        if rng.random() < 0.3:
+            engine.release(out)
+    engine.flush(out)
+    assert engine.order == sorted(pushed)
+
+
 def test_events_later_than_the_watermark_are_refused_and_change_nothing() -> None:
     engine = Engine(lateness=5.0)
     out = Output()
