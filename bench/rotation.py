@@ -77,7 +77,10 @@ def cpu_seconds(pid: int | None = None) -> float:
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        ["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        # moto with O(1) secret lookups by name: see bench/moto_server.py.
+        [sys.executable, str(Path(__file__).resolve().parent / "moto_server.py"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
 
@@ -116,15 +119,20 @@ def start_proxy(target: str, delay_ms: float) -> tuple[subprocess.Popen[bytes] |
     return proc, f"http://127.0.0.1:{listen}"
 
 
-def make_due(app: App) -> None:
+def make_due(app: App, keys: int) -> None:
+    """The first ``keys`` keys (by name) become due now."""
     with app.sessions.begin() as session:
-        session.execute(update(models.Key).values(next_rotation_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(models.Key)
+            .where(models.Key.name < f"bench/key-{keys:05d}")
+            .values(next_rotation_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 def run_phase(app: App, concurrency: int, keys: int) -> dict[str, float]:
     settings = RotationSettings(**{**app.settings.rotation.__dict__, "concurrency": concurrency})
     engine = RotationEngine(app.sessions, app.stores, settings, key_prefix=app.settings.keys.prefix)
-    make_due(app)
+    make_due(app, keys)
     durations: list[float] = []
     failed = 0
     drive = engine.runner.drive
@@ -158,11 +166,12 @@ def run_phase(app: App, concurrency: int, keys: int) -> dict[str, float]:
     }
 
 
-def check_invariants(app: App, keys: int, rotations_per_key: int) -> list[str]:
+def check_invariants(app: App, keys: int) -> list[str]:
     """After the runs, what the issue's invariants demand of every key: one
-    current version (the last rotation's), no pending version in the
-    inventory or any store, no unfinished rotation, every destination
-    serving the current material, the audit chain intact."""
+    current version (the last rotation's: number = 1 + its finished
+    rotations), no pending version in the inventory or any store, no
+    unfinished rotation, every destination serving the current material,
+    the audit chain intact."""
     problems: list[str] = []
     with app.sessions() as session:
         unfinished = session.execute(
@@ -175,18 +184,29 @@ def check_invariants(app: App, keys: int, rotations_per_key: int) -> list[str]:
         ).scalar_one()
         if pending:
             problems.append(f"{pending} pending versions left in the inventory")
+        finished = (
+            select(func.count())
+            .select_from(models.Rotation)
+            .where(models.Rotation.key_id == models.Key.id, models.Rotation.status == "finished")
+            .scalar_subquery()
+        )
         current = dict(
             session.execute(
                 select(models.Key.name, models.KeyVersion.secret_hash)
                 .join(models.KeyVersion, models.KeyVersion.key_id == models.Key.id)
-                .where(models.KeyVersion.state == "current", models.KeyVersion.number == rotations_per_key + 1)
+                .where(models.KeyVersion.state == "current", models.KeyVersion.number == finished + 1)
             ).all()
         )
+        currents = session.execute(
+            select(func.count()).select_from(models.KeyVersion).where(models.KeyVersion.state == "current")
+        ).scalar_one()
+        if currents != keys:
+            problems.append(f"{currents} current versions for {keys} keys")
         chain = audit.verify(session)
         if not chain.ok:
             problems.append(f"audit chain broken: {chain.problems[:3]}")
     if len(current) != keys:
-        problems.append(f"{keys - len(current)} keys lack version {rotations_per_key + 1} as their one current version")
+        problems.append(f"{keys - len(current)} keys' current version is not their last rotation's")
 
     def served(i: int) -> list[str]:
         name = f"bench/key-{i:05d}"
@@ -211,6 +231,13 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10000)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--concurrency", type=int, default=0, help="the concurrent run (default: the setting)")
+    parser.add_argument(
+        "--serial-keys",
+        type=int,
+        default=0,
+        help="rotate only the first N keys in the serial phase (default: all; one rotation at a time, so its "
+        "rate does not depend on N, and 10,000 serial rotations with store latency take over an hour)",
+    )
     parser.add_argument(
         "--only",
         choices=("serial", "concurrent"),
@@ -280,7 +307,8 @@ def main() -> None:
         print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         for concurrency in levels:
             before = {name: cpu_seconds(pid) for name, pid in servers.items()}
-            figures = run_phase(app, concurrency, args.keys)
+            count = args.serial_keys if concurrency == 1 and args.serial_keys else args.keys
+            figures = run_phase(app, concurrency, min(count, args.keys))
             phases.append(figures)
             per_key = {
                 name: (cpu_seconds(pid) - before[name]) * 1000 / max(1, figures["rotated"])
@@ -295,8 +323,9 @@ def main() -> None:
         if len(phases) == 2:
             speedup = phases[1]["keys_per_s"] / phases[0]["keys_per_s"] if phases[0]["keys_per_s"] else 0.0
             print(f"speed-up at concurrency {default_concurrency}: {speedup:.1f}x (target >= 5x)")
-        problems = check_invariants(app, args.keys, rotations_per_key=len(phases))
-        print(f"invariants after {len(phases)} rotations of every key: " + ("ok" if not problems else "BROKEN"))
+        problems = check_invariants(app, args.keys)
+        rotations = sum(int(phase["rotated"]) for phase in phases)
+        print(f"invariants over {args.keys} keys after {rotations} rotations: " + ("ok" if not problems else "BROKEN"))
         for problem in problems[:20]:
             print(f"  {problem}")
     finally:

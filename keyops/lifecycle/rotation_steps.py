@@ -143,16 +143,17 @@ class RotationRunner:
 
     def drive(self, rotation_id: str, worker_id: str, material: str | None = None) -> RotationResult:
         """Run the rotation from wherever it stands to the end (or to failure)."""
+        handover: str | None = None
         try:
-            material = self._drive(rotation_id, worker_id, material)
+            handover = self._drive(rotation_id, worker_id, material)
         except LeaseLost:
             log.warning("lost the lease on a rotation; another worker continues it", extra={"rotation_id": rotation_id})
         except KeyOpsError as exc:
             self.fail(rotation_id, worker_id, exc.message)
         result = self.result(rotation_id)
-        if result.ok and material is not None and not self.snapshot(rotation_id).destinations:
+        if result.ok and handover is not None:
             # No store receives this key: the caller must hand it over (once).
-            result = result.with_plaintext(material)
+            result = result.with_plaintext(handover)
         return result
 
     def result(self, rotation_id: str) -> RotationResult:
@@ -162,6 +163,8 @@ class RotationRunner:
             return result_of(session, rotation)
 
     def _drive(self, rotation_id: str, worker_id: str, material: str | None) -> str | None:
+        """The steps still to do; returns the new plaintext only when no
+        destination received it (someone must be handed the key)."""
         snap = self.snapshot(rotation_id)
         if snap.step in ("planned", "material_created", "pending", "tested") and snap.key_state in (
             KeyState.REVOKED.value,
@@ -193,7 +196,7 @@ class RotationRunner:
             snap = replace(snap, step="promoted")
         if snap.step == "promoted":
             self._finish(rotation_id, worker_id)
-        return material
+        return material if not snap.destinations else None
 
     def _create_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> str:
         issuer = self.issuers.get(snap.issuer)
