@@ -194,9 +194,11 @@ def _key_ref(obj: Mapping[str, Any]) -> str:
 def _sketch_field(value: Any) -> tuple[int, ...] | str:
     if not isinstance(value, list) or len(value) != SKETCH_LENGTH:
         return f"prompt_sketch must be a list of {SKETCH_LENGTH} integers from keyops.client.sketch()"
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, int) or item < 0 or item >= 1 << 32:
-            return "prompt_sketch items must be integers between 0 and 2**32-1"
+    # Fast path (plain ints from JSON) in C-level passes; anything else item by item.
+    if set(map(type, value)) != {int} or min(value) < 0 or max(value) >= 1 << 32:
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or item < 0 or item >= 1 << 32:
+                return "prompt_sketch items must be integers between 0 and 2**32-1"
     if value[0] != SKETCH_VERSION:
         return f"prompt_sketch version {value[0]} is not supported (expected {SKETCH_VERSION}); update keyops.client"
     return tuple(value)
@@ -313,17 +315,7 @@ def parse_event(
         if isinstance(parsed_sketch, str):
             return parsed_sketch
         sketch = parsed_sketch
+    # Positional (in field order): keywords cost a dict per event.
     return UsageEvent(
-        ts=ts,
-        key_ref=ref,
-        ip=ip,
-        network=network,
-        endpoint=endpoint,
-        status=status,
-        duration_ms=duration,
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
-        sketch=sketch,
-        user_agent=user_agent,
-        prefix=prefix,
+        ts, ref, ip, network, endpoint, status, duration, tokens_in, tokens_out, sketch, user_agent, prefix
     )

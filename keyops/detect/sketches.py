@@ -51,6 +51,7 @@ _M32 = 0xFFFFFFFF
 _BIN_SHIFT = 28
 _VALUE_MASK = (1 << _BIN_SHIFT) - 1
 _BIN_STARTS = tuple(b << _BIN_SHIFT for b in range(BINS))
+_SENTINEL = 1 << 32  # above every CRC32
 # Row multipliers: band k is ((row0 * _R0) ^ (row1 * _R1) ^ (row2 * _R2) ^ (k + 1)) & 0xFFFFFFFF.
 _R0, _R1, _R2 = 0x9E3779B1, 0x85EBCA6B, 0xC2B2AE35
 assert BINS == 16 and BANDS * ROWS == 15, "bands_of unrolls 5 bands of 3 rows"
@@ -103,9 +104,12 @@ def bands_of(tokens: list[bytes]) -> tuple[int, ...]:
     # a bin is non-empty when it starts before the next one does, and its
     # minimum is its first hash.
     starts = list(map(bisect_left, repeat(ordered, BINS), _BIN_STARTS))
-    starts.append(len(ordered))
-    mins = [ordered[i] & _VALUE_MASK if i < j else -1 for i, j in pairwise(starts)]
-    if -1 in mins:
+    ordered.append(_SENTINEL)  # the "first hash" of empty trailing bins
+    mins = list(map(_VALUE_MASK.__and__, map(ordered.__getitem__, starts)))
+    if len(set(starts)) < BINS or starts[-1] == len(ordered) - 1:
+        # Some bin is empty (it starts where the next one does, or at the end).
+        starts.append(len(ordered) - 1)
+        mins = [m if i < j else -1 for m, (i, j) in zip(mins, pairwise(starts), strict=True)]
         # Densify empty bins (few words): borrow the next non-empty bin's
         # value, salted with the distance, so similar short prompts still agree.
         for b in range(BINS):
