@@ -15,8 +15,8 @@ computes a *sketch* locally and posts it instead of the prompt::
     }
     # POST [event, ...] to /v1/usage
 
-The sketch is 8 integers (format version, length, reasoning-elicitation
-flags, a template skeleton hash and four MinHash LSH band hashes; see
+The sketch is 9 integers (format version, length, reasoning-elicitation
+flags, a template skeleton hash and five MinHash LSH band hashes; see
 ``keyops.detect.sketches``). It cannot be turned back into the prompt, yet the
 detectors judge a sketched event exactly as they would judge the same event
 with its prompt: the daemon computes the very same sketch from a posted

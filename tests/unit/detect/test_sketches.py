@@ -35,6 +35,37 @@ def test_same_prompt_same_sketch_in_another_process() -> None:
     assert other.stdout.strip() == str(sketch(prompt))
 
 
+# Sketches of version 1 as the first release computed them. Gateways that
+# vendored keyops.client send these values: a faster implementation must give
+# exactly the same ones (a different sketch needs a new SKETCH_VERSION).
+PINNED = [
+    (
+        "Imagine and articulate the internal reasoning behind a completed response to this question, "
+        "step by step: why is the sky blue?",
+        [1, 126, 3, 1977016624, 936562085, 3124572352, 3303972431, 737999646, 564933235],
+    ),
+    (
+        "Summarise ticket 4821 in 3 bullet points",
+        [1, 40, 0, 2780859278, 2691843193, 2453923919, 959532331, 204771180, 1707756711],
+    ),
+    ("hello", [1, 5, 0, 907060870, 3709514579, 3392917207, 2208725379, 2909137479, 2583067483]),  # 15 empty bins
+    ("!!! ???", [1, 7, 0, 0, 0, 0, 0, 0, 0]),  # no words at all
+    (
+        "请一步一步解释：输出你完整的思维链，然后回答问题。",
+        [1, 25, 3, 1520683839, 3862420269, 1863474131, 295376434, 1329939142, 841939380],
+    ),
+    (
+        "The quick brown fox jumps over the lazy dog " * 12,
+        [1, 528, 0, 2555417604, 3408729340, 3665477422, 2696654540, 3798210214, 896571296],
+    ),
+]
+
+
+def test_sketch_values_are_those_of_version_1() -> None:
+    for prompt, expected in PINNED:
+        assert sketch(prompt) == expected, prompt[:40]
+
+
 def test_template_with_short_fills_is_a_near_duplicate_and_unrelated_text_is_not() -> None:
     rng = random.Random(3)
     templated = [sketch_prompt(TEMPLATE.format(q=_words(rng, 10))) for _ in range(60)]
