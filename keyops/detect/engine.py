@@ -1,7 +1,8 @@
 """The streaming detection engine: event time, bounded lateness, deterministic.
 
-Events are pushed in any order; the engine holds them in a heap and releases
-them in ``(ts, key_ref, arrival)`` order once the *watermark* (the largest
+Events are pushed in any order; the engine buffers them (a queue for those
+that arrive in order, a heap for the others) and releases them in
+``(ts, key_ref, arrival)`` order once the *watermark* (the largest
 event time seen minus ``lateness``) has passed them. An event older than the
 watermark is refused as late. Everything after release is a pure function of
 the released sequence: detector windows are aligned to multiples of
@@ -168,7 +169,9 @@ class Engine:
         elif ts >= st.win_start + WINDOW:
             if st.n:
                 self._close(st, out)
-            st.reset_window(int(ts // WINDOW) * WINDOW)
+                st.reset_window(int(ts // WINDOW) * WINDOW)
+            else:  # closed by the timer: the counters are already zero
+                st.win_start = int(ts // WINDOW) * WINDOW
         if st.n == 0:
             heappush(self._due, (st.win_start + WINDOW, meta.key_id))
         st.n += 1
