@@ -2,12 +2,12 @@
 events reach ``key_versions.last_used_at`` (periodic flush and the flush at
 SIGTERM), and usage-aware retirement acts on them.
 
-The daemon's own retire job runs on real time, far from the 30-minute idle
-window; the decisions are driven here through ``retire_ended_grace(now)`` at
+The decisions are driven here through ``retire_ended_grace(now)`` at
 moments computed from the recorded times (never slept)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -72,7 +72,9 @@ def test_previous_version_lives_on_its_own_traffic_only(
 ) -> None:
     token = make_token(cli)
     old = {name: _issue(inventory, name) for name in ("pay/old", "pay/new", "pay/byid")}
-    server = servers(KEYOPS_SERVER_LAST_USE_FLUSH="1s")
+    # The daemon's own retire job runs once at start, then not again: on
+    # PostgreSQL it would hold the candidates (SKIP LOCKED) from the calls below.
+    server = servers(KEYOPS_SERVER_LAST_USE_FLUSH="1s", KEYOPS_SCHEDULER_RETIRE_GRACE_EVERY="1h")
     for name in old:
         assert inventory.rotations.rotate(name, actor="test", reason="r").ok
     new = {name: _material(inventory, name) for name in old}
@@ -136,3 +138,7 @@ def test_uses_not_yet_flushed_are_written_at_sigterm(cli: Any, servers: Callable
     assert server.terminate() < 8
     used = _used(inventory, "team/stop", 1)
     assert used is not None and used >= before - timedelta(seconds=1)
+    shown = cli("keys", "show", "team/stop", "--json")
+    assert shown.code == 0, shown.stderr
+    [version] = json.loads(shown.stdout)["versions"]
+    assert datetime.fromisoformat(version["last_used_at"].replace("Z", "+00:00")) == used.replace(microsecond=0)
