@@ -135,8 +135,12 @@ def ingest(state: ApiState, body: bytes, now: float) -> tuple[int, list[dict[str
     by_id: set[str] = set()
     misses: set[str] = set()
     cache = state.sync.cache
+    # The [detection] limits on one event (prompt size, how far ahead), the
+    # same ones `keyops replay` applies.
+    detection = getattr(state.app, "detection", None)
+    parse = detection.parse if detection is not None else parse_event
     for index, raw in enumerate(items):
-        event = f"line {raw.line} is not valid JSON" if isinstance(raw, BadLine) else parse_event(raw, now=now)
+        event = f"line {raw.line} is not valid JSON" if isinstance(raw, BadLine) else parse(raw, now=now)
         if isinstance(event, str):
             rejected.append({"index": index, "error": event})
             continue
