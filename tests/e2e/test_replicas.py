@@ -3,6 +3,7 @@ deployment): exactly-once rotation and revocation fan-out."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -50,11 +51,24 @@ def test_cli_revocation_reaches_two_replicas_within_a_second(
     latencies = []
     for i, key in enumerate(keys):
         assert all(r.verify(token, key)["code"] == "VALID" for r in replicas)
-        result = cli("keys", "revoke", f"team/rev{i}")
-        assert result.code == 0, result.stderr
+        # The replicas are watched while the CLI runs, so what is measured is
+        # the fan-out from the revocation's commit, not the CLI's exit (which
+        # alone took seconds on a loaded CI machine).
+        outcome: list[Any] = []
+        revoking = threading.Thread(target=lambda n=i, out=outcome: out.append(cli("keys", "revoke", f"team/rev{n}")))
+        revoking.start()
+        seen: dict[int, float] = {}
+
+        def both_revoked(k: str = key, seen: dict[int, float] = seen) -> bool:
+            for n, replica in enumerate(replicas):
+                if n not in seen and replica.verify(token, k)["code"] == "REVOKED":
+                    seen[n] = time.time()
+            return len(seen) == len(replicas)
+
+        wait_for(both_revoked, timeout=60, interval=0.005, what="both replicas to answer REVOKED")
+        revoking.join(timeout=60)
+        assert outcome and outcome[0].code == 0, outcome
         revoked_at = inventory.keys.show(f"team/rev{i}").versions[0].revoked_at
         assert revoked_at is not None
-        for replica in replicas:
-            wait_for(lambda r=replica, k=key: r.verify(token, k)["code"] == "REVOKED", timeout=2, interval=0.005)
-        latencies.append(time.time() - revoked_at.timestamp())
-    assert max(latencies) < 1.0 + 0.5, latencies  # measured from revoked_at; includes the CLI's exit
+        latencies.append(max(seen.values()) - revoked_at.timestamp())
+    assert max(latencies) < 1.0, latencies  # from the revocation's commit to the last replica denying
