@@ -61,8 +61,8 @@ def find_clusters(states: Iterable[KeyState], now: float) -> list[Cluster]:
     components big enough to matter are described."""
     groups: dict[int, list[KeyState]] = {}
     for st in states:
-        if now - st.last_ts > ACTIVE_WITHIN or not st.cfg.coordinated:
-            continue
+        if not st.skeletons or now - st.last_ts > ACTIVE_WITHIN or not st.cfg.coordinated:
+            continue  # (a key without prompts has no skeletons: the cheapest test first)
         for skel, count in st.skeletons.items():
             if count >= MIN_SKELETON_COUNT:
                 if skel in groups:
