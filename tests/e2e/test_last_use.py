@@ -20,6 +20,7 @@ from keyops.bootstrap import App
 from keyops.domain.keyformat import hash_key
 from keyops.inventory import models
 from tests.e2e.serving import Served, make_token
+from tests.support.versions import file_material, versions_by_number
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -34,21 +35,8 @@ def _issue(app: App, name: str) -> str:
     ).plaintext
 
 
-def _material(app: App, name: str) -> str:
-    dest, store = app.stores.resolve(f"file:{name}")
-    stored = store.read(dest)
-    assert stored is not None
-    return str(stored.material)
-
-
-def _versions(app: App, name: str) -> dict[int, models.KeyVersion]:
-    with app.sessions() as session:
-        rows = session.execute(select(models.KeyVersion).join(models.Key).where(models.Key.name == name)).scalars()
-        return {v.number: v for v in rows}
-
-
 def _used(app: App, name: str, number: int) -> datetime | None:
-    return _versions(app, name)[number].last_used_at
+    return versions_by_number(app, name)[number].last_used_at
 
 
 def _key(app: App, name: str) -> models.Key:
@@ -57,7 +45,7 @@ def _key(app: App, name: str) -> models.Key:
 
 
 def _superseded(app: App, name: str) -> datetime:
-    grace_end = _versions(app, name)[1].grace_ends_at
+    grace_end = versions_by_number(app, name)[1].grace_ends_at
     assert grace_end is not None
     return grace_end - GRACE
 
@@ -77,7 +65,7 @@ def test_previous_version_lives_on_its_own_traffic_only(
     server = servers(KEYOPS_SERVER_LAST_USE_FLUSH="1s", KEYOPS_SCHEDULER_RETIRE_GRACE_EVERY="1h")
     for name in old:
         assert inventory.rotations.rotate(name, actor="test", reason="r").ok
-    new = {name: _material(inventory, name) for name in old}
+    new = {name: file_material(inventory, name) for name in old}
     t0 = max(_superseded(inventory, name) for name in old)
 
     # (a) 'old': the application still sends the previous key.
@@ -115,11 +103,14 @@ def test_previous_version_lives_on_its_own_traffic_only(
     assert [(r.key_name, r.version, r.why) for r in retired] == [("pay/new", 1, "idle")]
     wait_for(lambda: server.verify(token, old["pay/new"])["code"] == "EXPIRED", timeout=5, what="old 'new' key gone")
     assert server.verify(token, old["pay/old"])["code"] == "VALID"  # still accepted: a use again
-    old_used = wait_for(
-        lambda: (u := _used(inventory, "pay/old", 1)) is not None and u > old_used and u,
+    previous_use = old_used
+    newer = wait_for(
+        lambda: u if (u := _used(inventory, "pay/old", 1)) is not None and u > previous_use else None,
         timeout=10,
         what="the newer use flushed",
     )
+    assert newer is not None
+    old_used = newer
 
     later = max(old_used, byid_used) + IDLE
     assert later < t0 + GRACE

@@ -36,6 +36,13 @@ def rapp(env: dict[str, str], vault_env: dict[str, str]) -> Iterator[App]:
         application.close()
 
 
+def _issue(app: App, name: str, prefix: str) -> None:
+    destination = f"vault:secret/{prefix}{name}"
+    app.keys.issue(
+        name, owner="payments", profile="interactive", policy="standard", actor="test", destinations=[destination]
+    )
+
+
 def _findings(app: App) -> list[str]:
     with app.sessions() as session:
         rows = session.execute(
@@ -47,14 +54,7 @@ def _findings(app: App) -> list[str]:
 def test_failed_rotation_is_retried_by_the_daemon_once_its_time_comes(
     rapp: App, openbao: OpenBaoServer, store_prefix: str
 ) -> None:
-    rapp.keys.issue(
-        "pay/retry",
-        owner="payments",
-        profile="interactive",
-        policy="standard",
-        actor="test",
-        destinations=[f"vault:secret/{store_prefix}pay/retry"],
-    )
+    _issue(rapp, "pay/retry", store_prefix)
     with openbao.outage():
         failed = rapp.rotations.rotate("pay/retry", actor="test", reason="outage")
     assert failed.status == "failed"
@@ -85,14 +85,7 @@ def test_failed_rotation_is_retried_by_the_daemon_once_its_time_comes(
 def test_after_the_last_automatic_retry_a_person_must_resume(
     rapp: App, openbao: OpenBaoServer, store_prefix: str
 ) -> None:
-    rapp.keys.issue(
-        "pay/stuck",
-        owner="payments",
-        profile="interactive",
-        policy="standard",
-        actor="test",
-        destinations=[f"vault:secret/{store_prefix}pay/stuck"],
-    )
+    _issue(rapp, "pay/stuck", store_prefix)
     with openbao.outage():
         first = rapp.rotations.rotate("pay/stuck", actor="test")
         assert first.next_attempt_at is not None

@@ -24,6 +24,7 @@ from keyops.detect.events import UsageEvent, parse_event
 from keyops.domain.keyformat import hash_key
 from keyops.inventory import models
 from keyops.lifecycle.tokens import TokenService
+from tests.support.versions import file_material, versions_by_number
 
 IDLE = timedelta(minutes=30)  # the built-in usage-aware policy: idle 30m, grace 24h
 
@@ -34,21 +35,8 @@ def _issue(app: App, name: str, policy: str = "usage-aware") -> str:
     ).plaintext
 
 
-def _material(app: App, name: str) -> str:
-    dest, store = app.stores.resolve(f"file:{name}")
-    stored = store.read(dest)
-    assert stored is not None
-    return str(stored.material)
-
-
-def _versions(app: App, name: str) -> dict[int, models.KeyVersion]:
-    with app.sessions() as session:
-        rows = session.execute(select(models.KeyVersion).join(models.Key).where(models.Key.name == name)).scalars()
-        return {v.number: v for v in rows}
-
-
 def _used(app: App, name: str) -> dict[int, datetime | None]:
-    return {n: v.last_used_at for n, v in _versions(app, name).items()}
+    return {n: v.last_used_at for n, v in versions_by_number(app, name).items()}
 
 
 def _key_used(app: App, name: str) -> datetime | None:
@@ -58,7 +46,7 @@ def _key_used(app: App, name: str) -> datetime | None:
 
 def _superseded(app: App, name: str) -> datetime:
     """When version 1 stopped being current (its grace end minus the policy's 24h grace)."""
-    grace_end = _versions(app, name)[1].grace_ends_at
+    grace_end = versions_by_number(app, name)[1].grace_ends_at
     assert grace_end is not None
     return grace_end - timedelta(hours=24)
 
@@ -122,7 +110,7 @@ def test_concurrent_flushes_keep_the_latest_use(app: App) -> None:
 
 def test_usage_events_by_hash_record_the_version_key_id_does_not(app: App) -> None:
     plaintext = _issue(app, "team/ev")
-    key_id = _versions(app, "team/ev")[1].key_id
+    key_id = versions_by_number(app, "team/ev")[1].key_id
     t1 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     write_usage(app.engine, [_event(key_id, t1, key_id=key_id)])
     assert _used(app, "team/ev") == {1: None}  # a key id names no version
@@ -150,7 +138,7 @@ def test_verify_records_genuine_uses_only_and_flushes_at_shutdown(app: App) -> N
     assert app.rotations.rotate("team/v-dead", grace_seconds=0, actor="test", reason="leaked").ok
     before = datetime.now(UTC)
     with TestClient(create_app(app, worker_id="test")) as client:
-        assert _verify(client, token, _material(app, "team/v-ok")) == "VALID"
+        assert _verify(client, token, file_material(app, "team/v-ok")) == "VALID"
         assert _verify(client, token, limited, cost=MAX_COST) == "RATE_LIMITED"  # genuine, only over its limit
         assert _verify(client, token, dead) == "EXPIRED"
     # The lifespan's shutdown flush wrote them (the periodic one runs every 5s).
@@ -172,11 +160,11 @@ def test_retirement_reads_each_versions_own_last_use(app: App) -> None:
     t0 = max(_superseded(app, n) for n in ("pay/old", "pay/new", "pay/byid"))
     used = t0 + timedelta(minutes=25)
     last_use.write(app.engine, {bytes.fromhex(hash_key(old_first)): _at(used)})
-    new_second = _material(app, "pay/new")
-    new_id = _versions(app, "pay/new")[2].key_id
+    new_second = file_material(app, "pay/new")
+    new_id = versions_by_number(app, "pay/new")[2].key_id
     last_use.write(app.engine, {bytes.fromhex(hash_key(new_second)): _at(used)})
     write_usage(app.engine, [_event(new_id, used, key=new_second)])
-    byid = _versions(app, "pay/byid")[2].key_id
+    byid = versions_by_number(app, "pay/byid")[2].key_id
     write_usage(app.engine, [_event(byid, used, key_id=byid)])
     assert _key_used(app, "pay/new") == used and _key_used(app, "pay/byid") == used
 
@@ -189,7 +177,7 @@ def test_retirement_reads_each_versions_own_last_use(app: App) -> None:
     late = app.rotations.retire_ended_grace(used + IDLE)
     assert sorted((r.key_name, r.version, r.why) for r in late) == [("pay/byid", 1, "idle"), ("pay/old", 1, "idle")]
     for name in ("pay/old", "pay/new", "pay/byid"):
-        assert {n: v.state for n, v in _versions(app, name).items()} == {1: "retired", 2: "current"}
+        assert {n: v.state for n, v in versions_by_number(app, name).items()} == {1: "retired", 2: "current"}
 
 
 def test_a_use_recorded_before_supersession_does_not_extend_it(app: App) -> None:
