@@ -173,8 +173,7 @@ class RotationRunner:
             self.roll_back(rotation_id, worker_id, f"the key is {snap.key_state}")
             return None
         if snap.step == "planned":
-            material = self._create_material(rotation_id, worker_id, snap)
-            snap = self.snapshot(rotation_id)
+            material, snap = self._create_material(rotation_id, worker_id, snap)
         if snap.step in ("material_created", "pending", "tested") and material is None:
             material = self._recover_material(rotation_id, worker_id, snap)
             snap = self.snapshot(rotation_id)
@@ -198,7 +197,10 @@ class RotationRunner:
             self._finish(rotation_id, worker_id)
         return material if not snap.destinations else None
 
-    def _create_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> str:
+    def _create_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> tuple[str, Snapshot]:
+        """Mint the new material and record its version; returns the material
+        and the snapshot as it now stands (built here rather than re-read:
+        this transaction made the only changes the next steps look at)."""
         issuer = self.issuers.get(snap.issuer)
         if issuer.holds_material and snap.minting_since is None:
             # Persisted before the vendor mints: a crash after its call leaves
@@ -227,8 +229,17 @@ class RotationRunner:
             rotation.new_version_id = version.id
             rotation.step = "material_created"
             self._record(rotation, "material_created", version=version.number, display_prefix=fresh.display_prefix)
+            snap = replace(
+                snap,
+                step="material_created",
+                new_version_id=version.id,
+                new_version_number=version.number,
+                new_secret_hash=fresh.secret_hash,
+                new_external_id=fresh.external_id,
+                known_ids=snap.known_ids | ({fresh.external_id} if fresh.external_id else set()),
+            )
         self._mark(rotation_id, "material_created")
-        return fresh.material
+        return fresh.material, snap
 
     def _recover_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> str:
         """Read the pending plaintext back from a store that holds it; if none
@@ -272,9 +283,8 @@ class RotationRunner:
 
     def _put_pending(self, rotation_id: str, worker_id: str, snap: Snapshot, material: str) -> None:
         assert snap.new_version_id is not None
-        for uri in snap.destinations:
-            if f"pending:{uri}" in snap.done:
-                continue
+        todo = [uri for uri in snap.destinations if f"pending:{uri}" not in snap.done]
+        for uri in todo:
             dest, store = self._stores.resolve(uri)
             self._retry(
                 rotation_id,
@@ -284,10 +294,14 @@ class RotationRunner:
             )
             with self._owned(rotation_id, worker_id) as (_, rotation):
                 self._record(rotation, "pending", uri)
+                if uri == todo[-1]:  # the last one: the step is done in the same transaction
+                    rotation.step = "pending"
+                    self._record(rotation, "pending_everywhere")
             self._mark(rotation_id, f"pending:{uri}")
-        with self._owned(rotation_id, worker_id) as (_, rotation):
-            rotation.step = "pending"
-            self._record(rotation, "pending_everywhere")
+        if not todo:
+            with self._owned(rotation_id, worker_id) as (_, rotation):
+                rotation.step = "pending"
+                self._record(rotation, "pending_everywhere")
         self._mark(rotation_id, "pending")
 
     def _test(self, rotation_id: str, worker_id: str, snap: Snapshot, material: str) -> None:
@@ -321,6 +335,9 @@ class RotationRunner:
                 session.execute(select(models.KeyVersion).where(models.KeyVersion.key_id == key.id)).scalars()
             )
             new = next(v for v in versions if v.id == rotation.new_version_id)
+            # Read before any change: a query after them would autoflush them
+            # once here and once more at the audit append.
+            policy = get_policy(session, key.policy)
             now = utcnow()
             old_numbers = []
             for version in versions:
@@ -334,7 +351,6 @@ class RotationRunner:
                 new.activated_at = now
             key.last_rotated_at = now
             key.updated_at = now
-            policy = get_policy(session, key.policy)
             key.next_rotation_at = (
                 next_rotation_at(policy, from_time=now, key_id=key.id, rotation_count=len(versions) - 1)
                 if key.state == KeyState.ACTIVE.value
@@ -359,9 +375,8 @@ class RotationRunner:
         self._mark(rotation_id, "activated")
 
     def _promote(self, rotation_id: str, worker_id: str, snap: Snapshot) -> None:
-        for uri in snap.destinations:
-            if f"promoted:{uri}" in snap.done:
-                continue
+        todo = [uri for uri in snap.destinations if f"promoted:{uri}" not in snap.done]
+        for uri in todo:
             dest, store = self._stores.resolve(uri)
             self._retry(
                 rotation_id,
@@ -371,10 +386,14 @@ class RotationRunner:
             )
             with self._owned(rotation_id, worker_id) as (_, rotation):
                 self._record(rotation, "promoted", uri)
+                if uri == todo[-1]:
+                    rotation.step = "promoted"
+                    self._record(rotation, "promoted_everywhere")
             self._mark(rotation_id, f"promoted:{uri}")
-        with self._owned(rotation_id, worker_id) as (_, rotation):
-            rotation.step = "promoted"
-            self._record(rotation, "promoted_everywhere")
+        if not todo:
+            with self._owned(rotation_id, worker_id) as (_, rotation):
+                rotation.step = "promoted"
+                self._record(rotation, "promoted_everywhere")
         self._mark(rotation_id, "promoted")
 
     def _finish(self, rotation_id: str, worker_id: str) -> None:

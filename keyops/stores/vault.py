@@ -323,6 +323,15 @@ class VaultStore(SecretStore):
         mount, path = dest.mount, dest.path
         self._check_owner(dest, self._metadata(mount, path), ctx)
         staging = path + self._suffix
+        record = {self._field: material, VERSION_FIELD: version_id}
+        try:
+            # Optimistic: promotion deletes the staging path, so it is almost
+            # always absent and a create-only write (cas=0) is the one request
+            # needed. If something is there, look at it before writing over it.
+            self._write(mount, staging, record, cas=0)
+            return
+        except StoreConflictError:
+            pass
         data, staged_meta = self._read(mount, staging)
         existing = self._stored(data, frozenset())
         if existing is not None and existing.version_id == version_id:
@@ -332,7 +341,7 @@ class VaultStore(SecretStore):
         # The staging path needs no metadata of its own: ownership is the
         # main path's, and promotion deletes the staging copy entirely.
         cas = int(staged_meta.get("version") or 0) if staged_meta else 0
-        self._write(mount, staging, {self._field: material, VERSION_FIELD: version_id}, cas=cas)
+        self._write(mount, staging, record, cas=cas)
 
     def read(self, dest: Destination, stage: Stage = Stage.CURRENT) -> StoredVersion | None:
         mount, path = dest.mount, dest.path

@@ -227,6 +227,24 @@ def test_vault_check_and_set_conflict(openbao: OpenBaoServer, store_prefix: str)
         store._write(dest.mount, dest.path, {"api_key": "y"}, cas=1)
 
 
+def test_vault_pending_replaces_a_stale_staging_copy(openbao: OpenBaoServer, store_prefix: str) -> None:
+    # put_pending writes create-only first; a staging copy left by an earlier,
+    # abandoned rotation makes that write lose, and the store must then look
+    # at it and replace it rather than fail or keep the stale material.
+    store = VaultStore(addr=openbao.addr, token=openbao.root_token)
+    dest = parse_destination(f"vault:secret/{store_prefix}stale")
+    v1, stale, fresh = vid(), vid(), vid()
+    store.put_initial(dest, v1, material(), CTX)
+    store.put_pending(dest, stale, material(), CTX)
+    m = material()
+    store.put_pending(dest, fresh, m, CTX)
+    pending = store.read(dest, Stage.PENDING)
+    assert pending is not None and (pending.version_id, pending.material) == (fresh, m)
+    assert store.read_version(dest, stale) is None
+    store.promote(dest, fresh, CTX)
+    assert store.read(dest).material == m  # type: ignore[union-attr]
+
+
 def test_vault_retired_versions_are_destroyed(openbao: OpenBaoServer, store_prefix: str) -> None:
     store = VaultStore(addr=openbao.addr, token=openbao.root_token, max_versions=5)
     dest = parse_destination(f"vault:secret/{store_prefix}destroy")
