@@ -19,7 +19,7 @@ import time
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -95,34 +95,42 @@ def write_usage(engine: Engine, events: list[tuple[str, UsageEvent]]) -> None:
         return
     table = cast(Table, models.UsageMinute.__table__)
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["key_id", "minute"],
+        set_={
+            "requests": table.c.requests + stmt.excluded.requests,
+            "errors": table.c.errors + stmt.excluded.errors,
+            "input_tokens": table.c.input_tokens + stmt.excluded.input_tokens,
+            "output_tokens": table.c.output_tokens + stmt.excluded.output_tokens,
+        },
+    )
+    keys = cast(Table, models.Key.__table__)
+    ts = bindparam("ts", type_=keys.c.last_used_at.type)
+    forward = (
+        update(keys)
+        .where(keys.c.id == bindparam("k"), or_(keys.c.last_used_at.is_(None), keys.c.last_used_at < ts))
+        .values(last_used_at=ts)
+    )
+    # One executemany per statement (sorted, so concurrent batches lock rows
+    # in the same order) instead of a round trip per minute and per key.
     with engine.begin() as conn:
-        for (key_id, minute), row in sorted(minutes.items()):
-            stmt = insert(table).values(
-                key_id=key_id,
-                minute=minute,
-                requests=row.requests,
-                errors=row.errors,
-                input_tokens=row.input_tokens,
-                output_tokens=row.output_tokens,
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["key_id", "minute"],
-                    set_={
-                        "requests": table.c.requests + stmt.excluded.requests,
-                        "errors": table.c.errors + stmt.excluded.errors,
-                        "input_tokens": table.c.input_tokens + stmt.excluded.input_tokens,
-                        "output_tokens": table.c.output_tokens + stmt.excluded.output_tokens,
-                    },
-                )
-            )
-        keys = cast(Table, models.Key.__table__)
-        for key_id, ts in sorted(last_used.items()):
-            conn.execute(
-                update(keys)
-                .where(keys.c.id == key_id, (keys.c.last_used_at.is_(None)) | (keys.c.last_used_at < ts))
-                .values(last_used_at=ts)
-            )
+        conn.execute(
+            upsert,
+            [
+                {
+                    "key_id": key_id,
+                    "minute": minute,
+                    "requests": row.requests,
+                    "errors": row.errors,
+                    "input_tokens": row.input_tokens,
+                    "output_tokens": row.output_tokens,
+                }
+                for (key_id, minute), row in sorted(minutes.items())
+            ],
+        )
+        if last_used:
+            conn.execute(forward, [{"k": key_id, "ts": when} for key_id, when in sorted(last_used.items())])
         move_forward(conn, version_last_used(events))
 
 
