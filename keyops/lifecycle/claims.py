@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from keyops.domain.states import KeyState
@@ -77,14 +77,28 @@ def resumable(
 
 
 def previous_versions_due(
-    session: Session, now: datetime, limit: int, idle_policies: tuple[str, ...] = ()
+    session: Session,
+    now: datetime,
+    limit: int,
+    idle_policies: tuple[str, ...] = (),
+    idle_before: datetime | None = None,
 ) -> list[models.KeyVersion]:
     """Previous versions whose grace is over, plus (for policies with
-    usage-aware retirement) every previous version of their keys: the caller
-    checks idleness. Locked for this transaction."""
+    usage-aware retirement) previous versions of their keys that may be idle:
+    neither used nor activated after ``idle_before`` (now minus the shortest
+    idle period of those policies). The caller decides idleness; the filter
+    keeps versions in busy use from taking every place under ``limit`` run
+    after run while idle ones behind them wait. Locked for this transaction."""
     retirable = models.KeyVersion.grace_ends_at <= now
     if idle_policies:
-        retirable = or_(retirable, models.Key.policy.in_(idle_policies))
+        maybe_idle: ColumnElement[bool] = models.Key.policy.in_(idle_policies)
+        if idle_before is not None:
+            maybe_idle = and_(
+                maybe_idle,
+                or_(models.KeyVersion.last_used_at.is_(None), models.KeyVersion.last_used_at <= idle_before),
+                or_(models.KeyVersion.activated_at.is_(None), models.KeyVersion.activated_at <= idle_before),
+            )
+        retirable = or_(retirable, maybe_idle)
     stmt = (
         select(models.KeyVersion)
         .join(models.Key, models.Key.id == models.KeyVersion.key_id)

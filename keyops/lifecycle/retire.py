@@ -118,7 +118,10 @@ class Retirer:
         with self._sessions.begin() as session:
             policies = _policies(session)
             idle = tuple(name for name, p in policies.items() if p.retire_when_idle)
-            versions = claims.previous_versions_due(session, now, limit, idle)
+            shortest = min((p.retire_when_idle or 0 for p in policies.values() if p.retire_when_idle), default=0)
+            versions = claims.previous_versions_due(
+                session, now, limit, idle, idle_before=now - timedelta(seconds=shortest) if idle else None
+            )
             tracked = _tracked_keys(session, {v.key_id for v in versions}) if idle else set()
             for version in versions:
                 key = session.get(models.Key, version.key_id)

@@ -191,3 +191,24 @@ def test_a_use_recorded_before_supersession_does_not_extend_it(app: App) -> None
     assert app.rotations.retire_ended_grace(t0 + IDLE - timedelta(seconds=1)) == []
     retired = app.rotations.retire_ended_grace(t0 + IDLE)
     assert [(r.key_name, r.version, r.why) for r in retired] == [("pay/early", 1, "idle")]
+
+
+def test_versions_in_use_do_not_crowd_out_idle_ones(app: App) -> None:
+    """Ten previous versions still in use were superseded first (their
+    grace ends first, so they sort first); one idle version came after.
+    With room for five per run, the idle one must still be found: versions
+    that cannot be idle are not handed to the idleness check at all."""
+    busy = [f"pay/busy{i}" for i in range(10)]
+    firsts = {name: _issue(app, name) for name in busy}
+    _issue(app, "pay/quiet")
+    for name in [*busy, "pay/quiet"]:
+        assert app.rotations.rotate(name, actor="test", reason="r").ok
+    t0 = max(_superseded(app, n) for n in [*busy, "pay/quiet"])
+    check_at = t0 + IDLE + timedelta(minutes=1)
+    recent = check_at - timedelta(minutes=2)
+    last_use.write(app.engine, {bytes.fromhex(hash_key(k)): _at(recent) for k in firsts.values()})
+
+    retired = app.rotations.retirer.retire_ended_grace(check_at, worker_id="test", limit=5)
+    assert [(r.key_name, r.version, r.why) for r in retired] == [("pay/quiet", 1, "idle")]
+    for name in busy:
+        assert versions_by_number(app, name)[1].state == "previous"
