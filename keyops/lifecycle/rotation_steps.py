@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,7 +53,7 @@ from keyops.issuers import IssuerRegistry, NativeOnly
 from keyops.lifecycle import backoff
 from keyops.lifecycle.rotation_failure import RetryPlan, mark_failed
 from keyops.lifecycle.rotation_result import RotationResult, result_of
-from keyops.lifecycle.rotation_state import LeaseLost, Snapshot, audit_step, owned, read_snapshot, record
+from keyops.lifecycle.rotation_state import LeaseLost, Snapshot, advance, audit_step, owned, read_snapshot, record
 from keyops.lifecycle.specs import get_policy
 from keyops.lifecycle.views import iso
 from keyops.notify.outbox import emit
@@ -106,6 +106,9 @@ class RotationRunner:
     def _owned(self, rotation_id: str, worker_id: str) -> Iterator[tuple[Session, models.Rotation]]:
         with owned(self._sessions, rotation_id, worker_id, self._lease) as held:
             yield held
+
+    def _advance(self, rotation_id: str, worker_id: str, *entries: dict[str, Any], step: str | None = None) -> None:
+        advance(self._sessions, rotation_id, worker_id, self._lease, entries, step)
 
     _record = staticmethod(record)
 
@@ -292,16 +295,19 @@ class RotationRunner:
                 f"put pending in {uri}",
                 partial(store.put_pending, dest, snap.new_version_id or "", material, snap.ctx()),
             )
-            with self._owned(rotation_id, worker_id) as (_, rotation):
-                self._record(rotation, "pending", uri)
-                if uri == todo[-1]:  # the last one: the step is done in the same transaction
-                    rotation.step = "pending"
-                    self._record(rotation, "pending_everywhere")
+            if uri != todo[-1]:
+                self._advance(rotation_id, worker_id, {"step": "pending", "destination": uri})
+            else:  # the last one: the step is done in the same transaction
+                self._advance(
+                    rotation_id,
+                    worker_id,
+                    {"step": "pending", "destination": uri},
+                    {"step": "pending_everywhere"},
+                    step="pending",
+                )
             self._mark(rotation_id, f"pending:{uri}")
         if not todo:
-            with self._owned(rotation_id, worker_id) as (_, rotation):
-                rotation.step = "pending"
-                self._record(rotation, "pending_everywhere")
+            self._advance(rotation_id, worker_id, {"step": "pending_everywhere"}, step="pending")
         self._mark(rotation_id, "pending")
 
     def _test(self, rotation_id: str, worker_id: str, snap: Snapshot, material: str) -> None:
@@ -321,9 +327,7 @@ class RotationRunner:
         issuer = self.issuers.get(snap.issuer)
         check = partial(issuer.test, snap.issuer_ctx(), material)
         self._retry(rotation_id, worker_id, f"test with {snap.issuer}", check)
-        with self._owned(rotation_id, worker_id) as (_, rotation):
-            rotation.step = "tested"
-            self._record(rotation, "tested")
+        self._advance(rotation_id, worker_id, {"step": "tested"}, step="tested")
         self._mark(rotation_id, "tested")
 
     def _activate(self, rotation_id: str, worker_id: str) -> None:
@@ -384,16 +388,19 @@ class RotationRunner:
                 f"promote in {uri}",
                 partial(store.promote, dest, snap.new_version_id or "", snap.ctx()),
             )
-            with self._owned(rotation_id, worker_id) as (_, rotation):
-                self._record(rotation, "promoted", uri)
-                if uri == todo[-1]:
-                    rotation.step = "promoted"
-                    self._record(rotation, "promoted_everywhere")
+            if uri != todo[-1]:
+                self._advance(rotation_id, worker_id, {"step": "promoted", "destination": uri})
+            else:
+                self._advance(
+                    rotation_id,
+                    worker_id,
+                    {"step": "promoted", "destination": uri},
+                    {"step": "promoted_everywhere"},
+                    step="promoted",
+                )
             self._mark(rotation_id, f"promoted:{uri}")
         if not todo:
-            with self._owned(rotation_id, worker_id) as (_, rotation):
-                rotation.step = "promoted"
-                self._record(rotation, "promoted_everywhere")
+            self._advance(rotation_id, worker_id, {"step": "promoted_everywhere"}, step="promoted")
         self._mark(rotation_id, "promoted")
 
     def _finish(self, rotation_id: str, worker_id: str) -> None:

@@ -226,3 +226,46 @@ def test_concurrent_manual_rotation_of_one_key_is_refused(rapp: App, store_prefi
     assert rapp.rotations.rotate("pay/dup", actor="test", reason="first").ok
     assert seen
     assert_consistent(rapp, "pay/dup", previous_number=1)
+
+
+@pytest.mark.parametrize("stolen_at", ["pending:FIRST", "tested", "promoted:FIRST"])
+def test_a_worker_that_lost_its_lease_stops_at_its_next_step(app: App, stolen_at: str) -> None:
+    """Another replica took the rotation over (our lease had expired) right
+    after one of the progress-only steps: this worker must record nothing
+    more and move the rotation no further, and leave it to its new owner,
+    who completes it. (A store write already under way when the lease was
+    lost may still land: it is the same version with the same material,
+    which the new owner writes idempotently anyway.)"""
+    first = "file:lease/first"
+    app.keys.issue("lease/k", owner="t", profile="interactive", policy="standard", actor="test",
+                   destinations=[first, "file:lease/second"])  # fmt: skip
+    label = stolen_at.replace("FIRST", first)
+    stolen: list[str] = []
+
+    def steal(rotation_id: str, at: str) -> None:
+        if at == label and not stolen:
+            with app.sessions.begin() as session:
+                session.execute(
+                    update(models.Rotation).where(models.Rotation.id == rotation_id).values(lease_owner="replica-b")
+                )
+            stolen.append(rotation_id)
+
+    app.rotations.checkpoint = steal
+    result = app.rotations.rotate("lease/k", actor="test", reason="r")
+    app.rotations.checkpoint = None
+    assert stolen and not result.ok
+    with app.sessions() as session:
+        rotation = session.get(models.Rotation, stolen[0])
+        assert rotation is not None
+        assert (rotation.status, rotation.lease_owner) == ("running", "replica-b")
+        assert rotation.step == {"pending:FIRST": "material_created", "tested": "tested",
+                                 "promoted:FIRST": "activated"}[stolen_at]  # fmt: skip
+        logged = [(e["step"], e.get("destination")) for e in rotation.steps]
+    # Nothing after the step at which the lease was lost.
+    expected_last = {"pending:FIRST": ("pending", first), "tested": ("tested", None),
+                     "promoted:FIRST": ("promoted", first)}[stolen_at]  # fmt: skip
+    assert logged[-1] == expected_last, logged
+    # The new owner finishes it.
+    resumed = app.rotations.runner.drive(stolen[0], "replica-b")
+    assert resumed.ok
+    assert_consistent(app, "lease/k", previous_number=1)
