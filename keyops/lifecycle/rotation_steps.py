@@ -147,13 +147,14 @@ class RotationRunner:
     def drive(self, rotation_id: str, worker_id: str, material: str | None = None) -> RotationResult:
         """Run the rotation from wherever it stands to the end (or to failure)."""
         handover: str | None = None
+        finished: RotationResult | None = None
         try:
-            handover = self._drive(rotation_id, worker_id, material)
+            handover, finished = self._drive(rotation_id, worker_id, material)
         except LeaseLost:
             log.warning("lost the lease on a rotation; another worker continues it", extra={"rotation_id": rotation_id})
         except KeyOpsError as exc:
             self.fail(rotation_id, worker_id, exc.message)
-        result = self.result(rotation_id)
+        result = finished or self.result(rotation_id)
         if result.ok and handover is not None:
             # No store receives this key: the caller must hand it over (once).
             result = result.with_plaintext(handover)
@@ -165,16 +166,19 @@ class RotationRunner:
             assert rotation is not None
             return result_of(session, rotation)
 
-    def _drive(self, rotation_id: str, worker_id: str, material: str | None) -> str | None:
+    def _drive(
+        self, rotation_id: str, worker_id: str, material: str | None
+    ) -> tuple[str | None, RotationResult | None]:
         """The steps still to do; returns the new plaintext only when no
-        destination received it (someone must be handed the key)."""
+        destination received it (someone must be handed the key), and the
+        result when this call finished the rotation."""
         snap = self.snapshot(rotation_id)
         if snap.step in ("planned", "material_created", "pending", "tested") and snap.key_state in (
             KeyState.REVOKED.value,
             KeyState.EXPIRED.value,
         ):
             self.roll_back(rotation_id, worker_id, f"the key is {snap.key_state}")
-            return None
+            return None, None
         if snap.step == "planned":
             material, snap = self._create_material(rotation_id, worker_id, snap)
         if snap.step in ("material_created", "pending", "tested") and material is None:
@@ -196,9 +200,8 @@ class RotationRunner:
         if snap.step == "activated":
             self._promote(rotation_id, worker_id, snap)
             snap = replace(snap, step="promoted")
-        if snap.step == "promoted":
-            self._finish(rotation_id, worker_id)
-        return material if not snap.destinations else None
+        finished = self._finish(rotation_id, worker_id) if snap.step == "promoted" else None
+        return (material if not snap.destinations else None), finished
 
     def _create_material(self, rotation_id: str, worker_id: str, snap: Snapshot) -> tuple[str, Snapshot]:
         """Mint the new material and record its version; returns the material
@@ -403,7 +406,9 @@ class RotationRunner:
             self._advance(rotation_id, worker_id, {"step": "promoted_everywhere"}, step="promoted")
         self._mark(rotation_id, "promoted")
 
-    def _finish(self, rotation_id: str, worker_id: str) -> None:
+    def _finish(self, rotation_id: str, worker_id: str) -> RotationResult:
+        """The last step; returns the rotation's result, read from the rows this
+        transaction already holds (no second round of queries to report it)."""
         with self._owned(rotation_id, worker_id) as (session, rotation):
             now = utcnow()
             rotation.step = "finished"
@@ -440,7 +445,9 @@ class RotationRunner:
                     "reason": rotation.reason,
                 },
             )
+            finished = result_of(session, rotation)
         self._mark(rotation_id, "finished")
+        return finished
 
     # -- the unhappy endings -------------------------------------------------
 
