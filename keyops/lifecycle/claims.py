@@ -12,10 +12,11 @@ another replica does not see the row as free.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from keyops.domain.states import KeyState
 from keyops.inventory import models
@@ -35,8 +36,20 @@ def due_keys(session: Session, now: datetime, limit: int) -> list[models.Key]:
         .order_by(models.Key.next_rotation_at)
         .limit(limit)
         .with_for_update(skip_locked=True, of=models.Key)
+        # The claim looks at every key's destinations: one query for all.
+        .options(selectinload(models.Key.destinations))
     )
     return list(session.execute(stmt).scalars())
+
+
+def with_unfinished_rotation(session: Session, key_ids: Collection[str]) -> set[str]:
+    """Which of ``key_ids`` have a running or failed rotation (one query for a batch)."""
+    if not key_ids:
+        return set()
+    stmt = select(models.Rotation.key_id).where(
+        models.Rotation.key_id.in_(list(key_ids)), models.Rotation.status.in_(UNFINISHED)
+    )
+    return set(session.execute(stmt).scalars())
 
 
 def unfinished_rotation(session: Session, key_id: str) -> models.Rotation | None:

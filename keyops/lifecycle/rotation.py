@@ -323,8 +323,10 @@ class RotationEngine:
         ids: list[str] = []
         with self._sessions.begin() as session:
             graces: dict[str, int] = {}
-            for key in claims.due_keys(session, now, limit):
-                if claims.unfinished_rotation(session, key.id) is not None:
+            due = claims.due_keys(session, now, limit)
+            busy = claims.with_unfinished_rotation(session, [key.id for key in due])
+            for key in due:
+                if key.id in busy:
                     continue
                 if not key.destinations:
                     # Nobody would receive the new key: a scheduled rotation
