@@ -14,11 +14,17 @@ target is at least 5x the serial rate.
     python bench/rotation.py --keys 300 --latency-ms 30   # stores a network hop away
 
 Measured 2026-11-27 on the 2-core CI-class machine, PostgreSQL inventory,
-``--keys 10000 --serial-keys 1000 --latency-ms 30`` (load average 3.2-3.5):
+``--latency-ms 30`` (README has the table):
 
-    c=1 (first 1,000 keys):  1.8 keys/s, p50 557 ms, p99 661 ms
-    c=8 (all 10,000 keys):   9.0 keys/s, p50 814 ms, p99 1148 ms  -> 5.1x
-    invariants over 10,000 keys after 11,000 rotations: ok
+    commit 071e196, --keys 10000 (both phases over every key):
+      c=1: 1.7 keys/s, p50 585 ms, p99 717 ms
+      c=8: 7.5 keys/s, p50 885 ms, p99 1284 ms  -> 4.5x (target 5x: not met)
+      invariants over 10,000 keys after 20,000 rotations: ok
+    commit 9762e79, --keys 3000 --serial-keys 500:
+      c=1: 1.9 keys/s; c=8: 9.5 keys/s  -> 5.0x; invariants ok
+
+The concurrent rate is bound by keyops' own CPU per rotation (printed as
+"cpu ms/key": 92 ms before, 74-76 ms after the 2026-11-27 changes).
 
 On bare loopback a rotation is CPU work only (this process, moto, OpenBao
 and PostgreSQL sharing two cores), so there is little I/O to overlap; with
