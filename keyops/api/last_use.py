@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, or_, update
+from sqlalchemy import Column, Connection, Table, bindparam, or_, update
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -57,21 +57,28 @@ class LastUse:
                 seen[digest] = ts
 
 
-def move_forward(conn: Connection, uses: Mapping[str, datetime]) -> None:
-    """Set ``last_used_at`` of the versions with these hashes (hex) to the
-    given times, only where that moves it forward. One executemany, in hash
-    order; the caller owns the transaction."""
+def forward(conn: Connection, match: Column[str], uses: Mapping[str, datetime]) -> None:
+    """Set ``last_used_at`` of the rows of ``match``'s table whose ``match``
+    value is a key of ``uses`` to its time, only where that moves it
+    forward. One executemany in sorted order (concurrent writers lock rows
+    alike); the caller owns the transaction."""
     if not uses:
         return
-    versions = cast(Table, models.KeyVersion.__table__)
-    ts = bindparam("ts", type_=versions.c.last_used_at.type)
+    table = match.table
+    ts = bindparam("ts", type_=table.c.last_used_at.type)
     stmt = (
-        update(versions)
-        .where(versions.c.secret_hash == bindparam("h"))
-        .where(or_(versions.c.last_used_at.is_(None), versions.c.last_used_at < ts))
+        update(table)
+        .where(match == bindparam("match"))
+        .where(or_(table.c.last_used_at.is_(None), table.c.last_used_at < ts))
         .values(last_used_at=ts)
     )
-    conn.execute(stmt, [{"h": h, "ts": uses[h]} for h in sorted(uses)])
+    conn.execute(stmt, [{"match": value, "ts": uses[value]} for value in sorted(uses)])
+
+
+def move_forward(conn: Connection, uses: Mapping[str, datetime]) -> None:
+    """Per-version last use: ``uses`` maps secret hashes (hex) to times."""
+    versions = cast(Table, models.KeyVersion.__table__)
+    forward(conn, versions.c.secret_hash, uses)
 
 
 def write(engine: Engine, taken: Mapping[bytes, float]) -> None:

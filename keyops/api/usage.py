@@ -19,7 +19,7 @@ import time
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyops.api.cache import VerifyCache
-from keyops.api.last_use import move_forward
+from keyops.api.last_use import forward, move_forward
 from keyops.api.state import ApiState, json_error
 from keyops.api.usage_events import BadLine, aggregate, split_body, version_last_used
 from keyops.detect.events import UsageEvent, parse_event
@@ -105,15 +105,9 @@ def write_usage(engine: Engine, events: list[tuple[str, UsageEvent]]) -> None:
             "output_tokens": table.c.output_tokens + stmt.excluded.output_tokens,
         },
     )
-    keys = cast(Table, models.Key.__table__)
-    ts = bindparam("ts", type_=keys.c.last_used_at.type)
-    forward = (
-        update(keys)
-        .where(keys.c.id == bindparam("k"), or_(keys.c.last_used_at.is_(None), keys.c.last_used_at < ts))
-        .values(last_used_at=ts)
-    )
     # One executemany per statement (sorted, so concurrent batches lock rows
     # in the same order) instead of a round trip per minute and per key.
+    keys = cast(Table, models.Key.__table__)
     with engine.begin() as conn:
         conn.execute(
             upsert,
@@ -129,8 +123,7 @@ def write_usage(engine: Engine, events: list[tuple[str, UsageEvent]]) -> None:
                 for (key_id, minute), row in sorted(minutes.items())
             ],
         )
-        if last_used:
-            conn.execute(forward, [{"k": key_id, "ts": when} for key_id, when in sorted(last_used.items())])
+        forward(conn, keys.c.id, last_used)
         move_forward(conn, version_last_used(events))
 
 
