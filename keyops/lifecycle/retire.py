@@ -117,10 +117,14 @@ class Retirer:
         found: list[_Candidate] = []
         with self._sessions.begin() as session:
             policies = _policies(session)
-            idle = tuple(name for name, p in policies.items() if p.retire_when_idle)
-            shortest = min((p.retire_when_idle or 0 for p in policies.values() if p.retire_when_idle), default=0)
+            idle_periods = {name: seconds for name, p in policies.items() if (seconds := p.retire_when_idle)}
+            idle = tuple(idle_periods)
             versions = claims.previous_versions_due(
-                session, now, limit, idle, idle_before=now - timedelta(seconds=shortest) if idle else None
+                session,
+                now,
+                limit,
+                idle,
+                idle_before=now - timedelta(seconds=min(idle_periods.values())) if idle_periods else None,
             )
             tracked = _tracked_keys(session, {v.key_id for v in versions}) if idle else set()
             for version in versions:

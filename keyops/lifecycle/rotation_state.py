@@ -118,21 +118,21 @@ def advance(
     """What ``owned`` + ``record`` do for a step that only logs progress
     (and perhaps moves ``step``), as one guarded ``UPDATE``: it matches only
     while ``worker_id`` holds the lease of a running rotation (else
-    ``LeaseLost``), extends the lease and appends ``entries`` to the step log
-    in SQL. Half the statements of the read-then-write transaction, for the
-    steps a rotation takes once per destination."""
+    ``LeaseLost``), extends the lease and appends ``entries`` (from
+    ``step_entry``) to the step log in SQL. Half the statements of the
+    read-then-write transaction, for the steps a rotation takes once per
+    destination."""
     table = cast(Table, models.Rotation.__table__)
     now = utcnow()
-    stamped = [{"step": e["step"], "at": now.isoformat(timespec="milliseconds"), **e} for e in entries]
     with sessions.begin() as session:
         conn = session.connection()
         if conn.dialect.name == "postgresql":
-            added = sql_cast(bindparam("added", json.dumps(stamped), type_=Text), JSONB)
+            added = sql_cast(bindparam("added", json.dumps(list(entries)), type_=Text), JSONB)
             steps: Any = func.coalesce(table.c.steps, sql_cast(literal("[]"), JSONB)).op("||")(added)
         else:
             # json_insert applies its (path, value) pairs left to right: each '$[#]' appends.
             pairs: list[Any] = []
-            for i, entry in enumerate(stamped):
+            for i, entry in enumerate(entries):
                 pairs += ["$[#]", func.json(bindparam(f"added{i}", json.dumps(entry), type_=Text))]
             steps = func.json_insert(func.coalesce(table.c.steps, "[]"), *pairs)
         values: dict[str, Any] = {"steps": steps, "lease_expires_at": now + lease, "updated_at": now}
@@ -147,13 +147,18 @@ def advance(
             raise LeaseLost(rotation_id)
 
 
-def record(rotation: models.Rotation, step: str, destination: str | None = None, **extra: Any) -> None:
-    """Append one entry to the rotation's step log (``rotations show``)."""
+def step_entry(step: str, destination: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One entry of a rotation's step log (``rotations show``), stamped now."""
     entry: dict[str, Any] = {"step": step, "at": utcnow().isoformat(timespec="milliseconds")}
     if destination is not None:
         entry["destination"] = destination
     entry.update(extra)
-    rotation.steps = [*(rotation.steps or []), entry]
+    return entry
+
+
+def record(rotation: models.Rotation, step: str, destination: str | None = None, **extra: Any) -> None:
+    """Append one entry to the rotation's step log (``rotations show``)."""
+    rotation.steps = [*(rotation.steps or []), step_entry(step, destination, **extra)]
 
 
 def read_snapshot(session: Session, rotation_id: str) -> Snapshot:

@@ -53,10 +53,20 @@ from keyops.issuers import IssuerRegistry, NativeOnly
 from keyops.lifecycle import backoff
 from keyops.lifecycle.rotation_failure import RetryPlan, mark_failed
 from keyops.lifecycle.rotation_result import RotationResult, result_of
-from keyops.lifecycle.rotation_state import LeaseLost, Snapshot, advance, audit_step, owned, read_snapshot, record
+from keyops.lifecycle.rotation_state import (
+    LeaseLost,
+    Snapshot,
+    advance,
+    audit_step,
+    owned,
+    read_snapshot,
+    record,
+    step_entry,
+)
 from keyops.lifecycle.specs import get_policy
 from keyops.lifecycle.views import iso
 from keyops.notify.outbox import emit
+from keyops.stores.base import Destination, SecretStore
 from keyops.stores.registry import StoreRegistry
 
 log = logging.getLogger("keyops.rotation")
@@ -289,29 +299,38 @@ class RotationRunner:
 
     def _put_pending(self, rotation_id: str, worker_id: str, snap: Snapshot, material: str) -> None:
         assert snap.new_version_id is not None
-        todo = [uri for uri in snap.destinations if f"pending:{uri}" not in snap.done]
+        self._each_destination(
+            rotation_id,
+            worker_id,
+            snap,
+            "pending",
+            lambda store, dest: store.put_pending(dest, snap.new_version_id or "", material, snap.ctx()),
+            "put pending in",
+        )
+
+    def _each_destination(
+        self,
+        rotation_id: str,
+        worker_id: str,
+        snap: Snapshot,
+        step: str,
+        operation: Callable[[SecretStore, Destination], None],
+        what: str,
+    ) -> None:
+        """Run ``operation`` on every destination not yet logged as done for
+        ``step``, logging each as it completes; the last one's log entry also
+        moves the rotation to ``step`` (one transaction for both)."""
+        todo = [uri for uri in snap.destinations if f"{step}:{uri}" not in snap.done]
         for uri in todo:
             dest, store = self._stores.resolve(uri)
-            self._retry(
-                rotation_id,
-                worker_id,
-                f"put pending in {uri}",
-                partial(store.put_pending, dest, snap.new_version_id or "", material, snap.ctx()),
-            )
-            if uri != todo[-1]:
-                self._advance(rotation_id, worker_id, {"step": "pending", "destination": uri})
-            else:  # the last one: the step is done in the same transaction
-                self._advance(
-                    rotation_id,
-                    worker_id,
-                    {"step": "pending", "destination": uri},
-                    {"step": "pending_everywhere"},
-                    step="pending",
-                )
-            self._mark(rotation_id, f"pending:{uri}")
+            self._retry(rotation_id, worker_id, f"{what} {uri}", partial(operation, store, dest))
+            last = uri == todo[-1]
+            entries = [step_entry(step, uri), *([step_entry(f"{step}_everywhere")] if last else [])]
+            self._advance(rotation_id, worker_id, *entries, step=step if last else None)
+            self._mark(rotation_id, f"{step}:{uri}")
         if not todo:
-            self._advance(rotation_id, worker_id, {"step": "pending_everywhere"}, step="pending")
-        self._mark(rotation_id, "pending")
+            self._advance(rotation_id, worker_id, step_entry(f"{step}_everywhere"), step=step)
+        self._mark(rotation_id, step)
 
     def _test(self, rotation_id: str, worker_id: str, snap: Snapshot, material: str) -> None:
         for uri in snap.destinations:
@@ -330,7 +349,7 @@ class RotationRunner:
         issuer = self.issuers.get(snap.issuer)
         check = partial(issuer.test, snap.issuer_ctx(), material)
         self._retry(rotation_id, worker_id, f"test with {snap.issuer}", check)
-        self._advance(rotation_id, worker_id, {"step": "tested"}, step="tested")
+        self._advance(rotation_id, worker_id, step_entry("tested"), step="tested")
         self._mark(rotation_id, "tested")
 
     def _activate(self, rotation_id: str, worker_id: str) -> None:
@@ -382,29 +401,14 @@ class RotationRunner:
         self._mark(rotation_id, "activated")
 
     def _promote(self, rotation_id: str, worker_id: str, snap: Snapshot) -> None:
-        todo = [uri for uri in snap.destinations if f"promoted:{uri}" not in snap.done]
-        for uri in todo:
-            dest, store = self._stores.resolve(uri)
-            self._retry(
-                rotation_id,
-                worker_id,
-                f"promote in {uri}",
-                partial(store.promote, dest, snap.new_version_id or "", snap.ctx()),
-            )
-            if uri != todo[-1]:
-                self._advance(rotation_id, worker_id, {"step": "promoted", "destination": uri})
-            else:
-                self._advance(
-                    rotation_id,
-                    worker_id,
-                    {"step": "promoted", "destination": uri},
-                    {"step": "promoted_everywhere"},
-                    step="promoted",
-                )
-            self._mark(rotation_id, f"promoted:{uri}")
-        if not todo:
-            self._advance(rotation_id, worker_id, {"step": "promoted_everywhere"}, step="promoted")
-        self._mark(rotation_id, "promoted")
+        self._each_destination(
+            rotation_id,
+            worker_id,
+            snap,
+            "promoted",
+            lambda store, dest: store.promote(dest, snap.new_version_id or "", snap.ctx()),
+            "promote in",
+        )
 
     def _finish(self, rotation_id: str, worker_id: str) -> RotationResult:
         """The last step; returns the rotation's result, read from the rows this
