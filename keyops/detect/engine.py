@@ -159,70 +159,72 @@ class Engine:
     # ---------------------------------------------------------- per event --
 
     def _process(self, ev: UsageEvent, meta: KeyMeta, cfg: DetectorConfig, out: Output) -> None:
-        ts = ev.ts
+        # One unpack instead of a dozen named-tuple attribute loads: this runs per event.
+        ts, _ref, ip, net, _endpoint, status, duration_ms, tokens_in, tokens_out, sketch, ua, prefix = ev
         if ts >= self._next_window:
             self._timers(ts, out)
         self.processed += 1
-        st = self.keys.get(meta.key_id)
+        key_id = meta.key_id
+        st = self.keys.get(key_id)
         if st is None:
-            st = self.keys[meta.key_id] = KeyState(meta, cfg, ts)
+            st = self.keys[key_id] = KeyState(meta, cfg, ts)
         elif ts >= st.win_start + WINDOW:
             if st.n:
                 self._close(st, out)
                 st.reset_window(int(ts // WINDOW) * WINDOW)
             else:  # closed by the timer: the counters are already zero
                 st.win_start = int(ts // WINDOW) * WINDOW
-        if st.n == 0:
-            heappush(self._due, (st.win_start + WINDOW, meta.key_id))
-        st.n += 1
+        n = st.n
+        if n == 0:
+            heappush(self._due, (st.win_start + WINDOW, key_id))
+        st.n = n + 1
         if ts > st.last_ts:
             st.last_ts = ts
         minute = int(ts // 60)
         if minute != st.minute:
             st.minute = minute
-            st.minute_count = 0
-        st.minute_count += 1
+            st.minute_count = 1
+        else:
+            st.minute_count += 1
         if st.minute_count > st.peak_minute:
             st.peak_minute = st.minute_count
         day = int(ts // 86400)
         if day != st.day:
             st.day = day
-            st.day_tokens = 0
-        st.day_tokens += ev.input_tokens + ev.output_tokens
-        status = ev.status
+            st.day_tokens = tokens_in + tokens_out
+        else:
+            st.day_tokens += tokens_in + tokens_out
         if status >= 400:
             st.errors += 1
             if status == 401 or status == 403:
                 return  # refused by the gateway: no model output, nothing learned
-        st.tok_in += ev.input_tokens
-        st.tok_out += ev.output_tokens
-        if ev.duration_ms and cfg.concurrency_on:
+        st.tok_in += tokens_in
+        st.tok_out += tokens_out
+        if duration_ms and cfg.concurrency_on:
             # Requests in flight: a bounded heap of end times (per event, so inline).
             inflight = st.inflight
             while inflight and inflight[0] <= ts:
                 heappop(inflight)
-            heappush(inflight, ts + ev.duration_ms / 1000.0)
+            heappush(inflight, ts + duration_ms / 1000.0)
             if len(inflight) > INFLIGHT_MAX:
                 heappop(inflight)
             if len(inflight) > st.peak_inflight:
                 st.peak_inflight = len(inflight)
-        net = ev.network
         if net:
             if net != st.last_net:
-                st.see_network(net, ev.ip, ts)
+                st.see_network(net, ip, ts)
             if st.last_net_novel:
                 st.novel_net += 1
             if st.last_net_outside:
                 st.outside += 1
-        ua = ev.user_agent
         if ua:
             if ua != st.last_ua:
                 st.see_user_agent(ua, ts)
             if st.last_ua_novel:
                 st.novel_ua += 1
-        if ev.sketch:
+        if sketch:
             st.prompts += 1
-            st.remember_prompt(ev.sketch, ev.prefix)
+            st.remember_prompt(sketch, prefix)
 
     # ------------------------------------------------------------ timers --
 
@@ -272,8 +274,16 @@ class Engine:
     def _close(self, st: KeyState, out: Output) -> None:
         cfg = st.cfg
         at = float(st.win_start + WINDOW)
-        self._decay(st, at)
-        st.accumulate(at, math.exp(-_LN2 * max(at - st.acc_ts, 0.0) / HALF_LIFE))
+        # The quiet key (no evidence, never a prompt) is the common case: it
+        # skips the calls whose result would be all zeros anyway.
+        if any(st.evidence):
+            self._decay(st, at)
+        elif at > st.evidence_ts:
+            st.evidence_ts = at
+        if st.prompts or st.acc_prompts:
+            st.accumulate(at, math.exp(-_LN2 * max(at - st.acc_ts, 0.0) / HALF_LIFE))
+        else:  # every accumulated count is bounded by acc_prompts: all are zero
+            st.acc_ts = at
         vol_z = volume.jump(st)
         spend = harvesting.spend_z(st)
         fired = False
@@ -281,7 +291,7 @@ class Engine:
             fired = self._signal(st, VOLUME, sig)
         if cfg.concurrency_on and (sig := concurrency.judge(st, cfg)) is not None:
             fired = self._signal(st, CONCURRENCY, sig)
-        if cfg.network and (sig := network.judge(st, cfg, vol_z, spend)) is not None:
+        if cfg.network and (st.novel_net or st.outside) and (sig := network.judge(st, cfg, vol_z, spend)) is not None:
             fired = self._signal(st, NETWORK, sig)
         if cfg.templated and st.prompts and (sig := templated.judge(st, cfg)) is not None:
             fired = self._signal(st, TEMPLATED, sig)
@@ -291,7 +301,8 @@ class Engine:
             fired = self._signal(st, HARVESTING, sig)
         volume.learn(st)
         harvesting.learn(st)
-        templated.learn(st)
+        if st.prompts:
+            templated.learn(st)
         if fired or st.acted or any(st.reported):
             self._judge(st, at, out)
 

@@ -120,6 +120,9 @@ class UsageEvent(NamedTuple):
         return doc
 
 
+_new_tuple = tuple.__new__
+
+
 def parse_timestamp(value: Any) -> float | str:
     """Epoch seconds from an RFC 3339 string or a number, or a reason."""
     if isinstance(value, bool):
@@ -315,7 +318,9 @@ def parse_event(
         if isinstance(parsed_sketch, str):
             return parsed_sketch
         sketch = parsed_sketch
-    # Positional (in field order): keywords cost a dict per event.
-    return UsageEvent(
-        ts, ref, ip, network, endpoint, status, duration, tokens_in, tokens_out, sketch, user_agent, prefix
+    # The named tuple's own __new__ is a Python function; tuple.__new__ with the
+    # fields in order builds the same object without that extra frame.
+    return _new_tuple(
+        UsageEvent,
+        (ts, ref, ip, network, endpoint, status, duration, tokens_in, tokens_out, sketch, user_agent, prefix),
     )
