@@ -13,18 +13,19 @@ target is at least 5x the serial rate.
     python bench/rotation.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
     python bench/rotation.py --keys 300 --latency-ms 30   # stores a network hop away
 
-Measured 2026-11-27 on the 2-core CI-class machine, PostgreSQL inventory,
-``--latency-ms 30`` (README has the table):
+Measured with a PostgreSQL inventory and ``--latency-ms 30`` (README has the
+table), both phases over every key:
 
-    commit 071e196, --keys 10000 (both phases over every key):
-      c=1: 1.7 keys/s, p50 585 ms, p99 717 ms
-      c=8: 7.5 keys/s, p50 885 ms, p99 1284 ms  -> 4.5x (target 5x: not met)
+    commit 152373b, --keys 10000, 2-core AMD EPYC (2026-11-27, second session):
+      c=1: 2.1 keys/s, p50 474 ms, p99 512 ms
+      c=8: 14.9 keys/s, p50 511 ms, p99 626 ms  -> 7.1x (target 5x: met)
       invariants over 10,000 keys after 20,000 rotations: ok
-    commit 9762e79, --keys 3000 --serial-keys 500:
-      c=1: 1.9 keys/s; c=8: 9.5 keys/s  -> 5.0x; invariants ok
+    commit 071e196, --keys 10000, a machine 2.5-3x slower on CPU-bound Python:
+      c=1: 1.7 keys/s; c=8: 7.5 keys/s  -> 4.5x (not met)
 
-The concurrent rate is bound by keyops' own CPU per rotation (printed as
-"cpu ms/key": 92 ms before, 74-76 ms after the 2026-11-27 changes).
+The concurrent rate is bound by CPU (keyops' own per rotation is printed as
+"cpu ms/key"), the serial rate by store latency, so the speed-up is larger on
+a faster machine.
 
 On bare loopback a rotation is CPU work only (this process, moto, OpenBao
 and PostgreSQL sharing two cores), so there is little I/O to overlap; with
