@@ -241,19 +241,11 @@ class KeyState:
 
     def see_network(self, net: str, ip: str, ts: float) -> None:
         """Update known networks (LRU, bounded) and cache novelty for ``net``."""
-        # _first_seen and _novel, inlined: a key that moves between a few
-        # networks comes through here on most of its events.
-        nets = self.nets
-        first = nets.pop(net, None)
-        if first is None:
-            first = ts
-            if len(nets) >= NETS_MAX:
-                del nets[next(iter(nets))]
-        nets[net] = first
+        first = _first_seen(self.nets, net, ts, NETS_MAX)
         self.last_net = net
         self.pairs = None
         cfg = self.cfg
-        self.last_net_novel = first >= self.first_ts + cfg.learning_period and ts - first < cfg.novelty
+        self.last_net_novel = self._novel(first, ts)
         if cfg.allowed:
             address = ip_address(ip)
             self.last_net_outside = not any(address in allowed for allowed in cfg.allowed)
