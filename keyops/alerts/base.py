@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from keyops.alerts import severity
+
 #: Kinds of key reference an alert may carry.
 REF_KINDS = ("key", "id", "name", "access_key_id", "token_hash")
 
@@ -61,6 +63,15 @@ class AlertSignal:
     reason: str = ""
     keys: list[KeyRef] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A sender's own severity word becomes one of the fixed set here, as
+        # the alert is parsed: only those four ever reach a finding or a metric
+        # label. Any other word is kept, bounded, as evidence.
+        raw = self.severity
+        self.severity = severity.of(raw)
+        if raw and raw.strip().lower() != self.severity:
+            self.evidence = {**self.evidence, "sender_severity": raw[:64]}
 
     def facts(self) -> dict[str, str]:
         return {

@@ -6,14 +6,18 @@
 2. authenticity, by the format's own rules, before anything is parsed -> 401/403;
    a stale signed timestamp -> 401 (a possible replay);
 3. parsing -> 400 on malformed JSON or a payload of the wrong shape;
-4. the delivery is recorded in ``inbound_alerts``; a (source, delivery id)
-   seen before -> 409 and nothing else happens;
+4. an action the payload asks for that keyops does not know -> 400;
+   the delivery is recorded in ``inbound_alerts``; a (source, delivery id)
+   seen before is answered 200 ``{"verdict": "duplicate"}`` and nothing
+   else happens (only authentic deliveries get this far);
 5. each key the alert names is looked up (name, id, leaked-token hash, AWS
    access key id); the rules decide the action; a finding is recorded for
    every acted-on key (plus a ``finding.created`` event), then the action is
    applied through the lifecycle: suspend/revoke via ``KeyService``, rotate via
    ``app.rotations`` (in the background, so the sender gets its answer fast).
-   Keys that do not exist make a recorded no-op (200).
+   Keys that do not exist make a recorded no-op (200). A report naming a
+   retired or revoked version (leaked material, an access key id) is only
+   recorded and notified: old material must not force rotation after rotation.
 
 Refused deliveries (401/403/413/...) are logged but not stored: an attacker
 must not be able to fill the inventory with junk. Unexpected exceptions are
@@ -38,9 +42,10 @@ from keyops import audit
 from keyops.alerts import alertmanager, github, grafana, sns, standard
 from keyops.alerts.actions import ROTATION_STARTED, ActionRunner, Plan, Planned, Rotator, action_doc, reason_of
 from keyops.alerts.base import AlertRejected, Delivery, Fetcher, HttpFetcher, KeyRef, clean
-from keyops.alerts.rules import decide, parse_rules, strongest
+from keyops.alerts.rules import ACTIONS, decide, normalise_action, parse_rules, strongest
 from keyops.config import AlertSettings
 from keyops.domain.durations import parse_duration
+from keyops.domain.states import VersionState
 from keyops.inventory.models import Finding, InboundAlert, Key, KeyVersion
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.keys import KeyService
@@ -50,6 +55,8 @@ from keyops.notify.outbox import emit
 log = logging.getLogger("keyops.alerts")
 SOURCES = ("standard", "alertmanager", "grafana", "sns", "github")
 _UUID_LEN = 36
+#: Versions whose material no longer verifies: a report of one is recorded, never acted on.
+_DEAD_VERSION_STATES = frozenset({VersionState.RETIRED.value, VersionState.REVOKED.value})
 
 
 @dataclass
@@ -73,6 +80,17 @@ def _bounded(doc: Any, limit: int = 4096) -> Any:
     if len(encoded) > limit:
         return {"truncated": True, "preview": clean(redact(encoded[:limit].decode("utf-8", "replace")))}
     return orjson.loads(redact(encoded.decode("utf-8")))
+
+
+def _check_requested_actions(delivery: Delivery) -> None:
+    """An action a sender asks for must be one keyops knows: a typo or junk
+    (``"explode"``) is the sender's error, refused before anything is stored."""
+    for signal in delivery.signals:
+        wanted = signal.requested_action
+        if wanted and normalise_action(wanted) not in ACTIONS:
+            raise AlertRejected(
+                400, "unknown_action", f"unknown action {wanted[:32]!r}: use one of {', '.join(ACTIONS)}"
+            )
 
 
 class AlertReceiver:
@@ -134,10 +152,14 @@ class AlertReceiver:
         assert isinstance(delivery, Delivery)
         if delivery.confirm_url is not None:
             return self._confirm_subscription(delivery)
+        _check_requested_actions(delivery)
         plan = self._plan(delivery)
         alert_id = self._record(plan)
         if alert_id is None:
-            raise AlertRejected(409, "duplicate", "this delivery id was already received: not acted on again")
+            # Senders re-send what they think may have been lost (Alertmanager
+            # repeats a group every repeat_interval): an authentic delivery
+            # already handled is a success for them, not a failure to retry.
+            return self._duplicate(delivery.delivery_id, feedback)
         self._apply(alert_id, plan)
         return self._answer(plan, feedback)
 
@@ -208,26 +230,30 @@ class AlertReceiver:
                         )
                     )
             except IntegrityError:
-                raise AlertRejected(409, "duplicate", "this delivery id was already received") from None
+                return self._duplicate(delivery.delivery_id, None)
         if error:
             raise AlertRejected(503, "confirm_failed", f"could not confirm the subscription: {error}")
         return AlertOutcome(200, {"verdict": verdict, "delivery_id": delivery.delivery_id})
 
     # -- planning ---------------------------------------------------------
 
-    def _lookup(self, session: Session, ref: KeyRef) -> Key | None:
-        if ref.kind == "token_hash":
-            stmt = select(Key).join(KeyVersion, KeyVersion.key_id == Key.id).where(KeyVersion.secret_hash == ref.value)
-        elif ref.kind == "access_key_id":
-            stmt = select(Key).join(KeyVersion, KeyVersion.key_id == Key.id).where(KeyVersion.external_id == ref.value)
-        elif ref.kind == "id":
-            stmt = select(Key).where(Key.id == ref.value)
+    def _lookup(self, session: Session, ref: KeyRef) -> tuple[Key, KeyVersion | None] | None:
+        """The key a reference names, and the version when the reference names
+        one (leaked material, an access key id)."""
+        if ref.kind in ("token_hash", "access_key_id"):
+            column = KeyVersion.secret_hash if ref.kind == "token_hash" else KeyVersion.external_id
+            stmt = select(Key, KeyVersion).join(KeyVersion, KeyVersion.key_id == Key.id).where(column == ref.value)
+            row = session.execute(stmt.limit(1)).first()
+            return None if row is None else (row[0], row[1])
+        if ref.kind == "id":
+            by = select(Key).where(Key.id == ref.value)
         elif ref.kind == "name":
-            stmt = select(Key).where(Key.name == ref.value)
+            by = select(Key).where(Key.name == ref.value)
         else:  # "key": a name, or an id
             field = Key.id if len(ref.value) == _UUID_LEN and ref.value.count("-") == 4 else Key.name
-            stmt = select(Key).where(field == ref.value)
-        return session.execute(stmt.limit(1)).scalars().first()
+            by = select(Key).where(field == ref.value)
+        key = session.execute(by.limit(1)).scalars().first()
+        return None if key is None else (key, None)
 
     def _plan(self, delivery: Delivery) -> Plan:
         plan = Plan(delivery=delivery)
@@ -236,17 +262,31 @@ class AlertReceiver:
                 if not signal.keys:
                     plan.keyless += 1
                     continue
-                found: dict[str, Key] = {}
+                found: dict[str, tuple[Key, list[KeyVersion]]] = {}
                 for ref in signal.keys:
-                    key = self._lookup(session, ref)
-                    if key is None:
+                    hit = self._lookup(session, ref)
+                    if hit is None:
                         plan.unknown.append(ref)
-                    else:
-                        found[key.id] = key
-                for key in found.values():
+                        continue
+                    key, version = hit
+                    versions = found.setdefault(key.id, (key, []))[1]
+                    if version is not None:
+                        versions.append(version)
+                for key, versions in found.values():
                     action, rule = decide(
                         self._rules, delivery.source, signal.facts(), allowed_requested=self.settings.allowed_requested
                     )
+                    dead = [v for v in versions if v.state in _DEAD_VERSION_STATES]
+                    if versions and len(dead) == len(versions) and action != "none":
+                        # Material that no longer works cannot be abused, and acting on
+                        # it would let whoever holds an old version cut the owner off
+                        # again and again: record it and tell a human instead.
+                        numbers = ", ".join(f"v{v.number}" for v in dead)
+                        action, rule = "notify", f"{rule} (reported version {numbers} is {dead[0].state}: not acted on)"
+                        signal.evidence = {
+                            **signal.evidence,
+                            "reported_versions": [{"number": v.number, "state": v.state} for v in dead],
+                        }
                     plan.planned.append(Planned(key.id, key.name, action, rule, signal))
         return plan
 
@@ -288,7 +328,7 @@ class AlertReceiver:
                     finding = Finding(
                         key_id=item.key_id,
                         detector=f"alert:{delivery.source}",
-                        severity=(signal.severity or "unknown")[:16],
+                        severity=signal.severity,
                         summary=summary,
                         evidence=evidence,
                         action=item.action,
@@ -304,7 +344,12 @@ class AlertReceiver:
                         key_id=item.key_id,
                         key_name=item.key_name,
                         reason=summary,
-                        details={"delivery_id": delivery.delivery_id, "finding_id": finding.id, "action": item.action},
+                        details={
+                            "delivery_id": delivery.delivery_id,
+                            "finding_id": finding.id,
+                            "action": item.action,
+                            "rule": item.rule,
+                        },
                     )
                     emit(
                         session,
@@ -380,6 +425,20 @@ class AlertReceiver:
             self._executor.shutdown(wait=True, cancel_futures=False)
 
     # -- answer -----------------------------------------------------------
+
+    @staticmethod
+    def _duplicate(delivery_id: str, feedback: list[dict[str, Any]] | None) -> AlertOutcome:
+        if feedback is not None:
+            # GitHub reads an array; it stays one, each entry saying it was seen before.
+            return AlertOutcome(200, [{**entry, "duplicate": True} for entry in feedback])
+        return AlertOutcome(
+            200,
+            {
+                "verdict": "duplicate",
+                "delivery_id": delivery_id,
+                "message": "this delivery was already received and handled: nothing was done again",
+            },
+        )
 
     def _answer(self, plan: Plan, feedback: list[dict[str, Any]] | None) -> AlertOutcome:
         if feedback is not None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from keyops.alerts import severity
+
 ACTIONS = ("none", "notify", "rotate", "rotate_now", "suspend", "revoke")
 RULE_ACTIONS = (*ACTIONS, "requested")
 FIELDS = ("severity", "status", "kind", "type", "action")
@@ -74,7 +76,17 @@ def parse_rule(text: str, index: int = 0) -> Rule:
             raise RuleError(
                 f"rule {index + 1} {text!r}: condition {word!r} must be field=value, field one of {', '.join(FIELDS)}"
             )
-        conditions.append((name.lower(), value.lower()))
+        value = value.lower()
+        if name.lower() == "severity" and value != "*":
+            # Alerts carry only the fixed severities, so a rule's word is mapped the same way.
+            mapped = severity.known(value)
+            if mapped is None:
+                raise RuleError(
+                    f"rule {index + 1} {text!r}: unknown severity {value!r} (use {', '.join(severity.SEVERITIES)}"
+                    " or a sender's word from the table in keyops/alerts/severity.py)"
+                )
+            value = mapped
+        conditions.append((name.lower(), value))
     return Rule(source=source, conditions=tuple(conditions), action=action, text=text)
 
 

@@ -23,7 +23,7 @@ from keyops.config import load_settings
 from tests.integration.test_alerts_receiver import alert_env
 from tests.unit.alerts import vendors
 
-ALLOWED = {200, 400, 401, 403, 404, 409, 413}
+ALLOWED = {200, 400, 401, 403, 404, 413}
 FUZZ = settings(
     max_examples=60,
     deadline=None,

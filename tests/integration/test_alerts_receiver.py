@@ -140,10 +140,10 @@ def test_standard_delivery_suspends_and_replay_is_refused(alert_app: App) -> Non
         assert (finding.key_id, finding.detector, finding.action) == (key_id, "alert:standard", "suspend")
         deliveries = session.execute(select(models.OutboxDelivery.sink)).scalars().all()
         assert deliveries == ["ops", "ops"]
-    # the same delivery again (a replay, or a sender's retry): refused, nothing changes
+    # the same delivery again (a sender's retry): a success that does nothing again
     before = snapshot(alert_app)
     again = alert_app.alerts.receive("standard", headers, body)
-    assert again.status == 409 and again.body["error"] == "duplicate"
+    assert again.status == 200 and again.body["verdict"] == "duplicate"
     assert snapshot(alert_app) == before
 
 
@@ -395,3 +395,139 @@ def test_actions_a_crashed_process_never_applied_are_resumed_once(alert_app: App
     assert {r.verdict for r in rows} == {"acted"} and all(r.detail["resumed"] for r in rows)
     assert_rotated_now(alert_app, rotate_id, rows[1].detail["actions"][0]["result"])
     assert alert_app.alerts.resume_unfinished(later, older_than=60) == 0  # exactly once
+
+
+# -- repeats, old versions, severities and actions ---------------------------
+
+
+def test_a_repeated_delivery_is_answered_2xx_for_every_source_and_acts_once(alert_app: App, pki: vendors.Pki) -> None:
+    key_id, plaintext = issue(alert_app)
+    with alert_app.sessions.begin() as session:
+        version = session.execute(select(models.KeyVersion).where(models.KeyVersion.key_id == key_id)).scalar_one()
+        version.external_id = "AKIAIOSFODNN7EXAMPLE"
+    std_headers, std_body = vendors.standard_delivery({"key_id": key_id, "action": "notify"})
+    am_body = json.dumps(vendors.alert_group("payments/prod-llm", severity="warning")).encode()
+    gf_body = vendors.grafana_body(key_id, severity="warning")
+    sns_doc = vendors.sns_sign(vendors.sns_notification(vendors.cloudwatch_alarm("payments/prod-llm")), pki.sns_key)
+    confirm = vendors.sns_sign(vendors.sns_confirmation(), pki.sns_key)
+    gh_headers, gh_body = vendors.github_delivery([plaintext], pki.github_key)
+    deliveries = [
+        ("standard", std_headers, std_body),
+        ("alertmanager", {"Authorization": f"Bearer {vendors.AM_TOKEN}"}, am_body),
+        ("grafana", vendors.grafana_headers(gf_body), gf_body),
+        ("sns", {}, json.dumps(confirm).encode()),
+        ("sns", {}, json.dumps(sns_doc).encode()),
+        ("github", gh_headers, gh_body),
+    ]
+    for source, headers, body in deliveries:
+        first = alert_app.alerts.receive(source, headers, body)
+        assert first.status == 200, (source, first.body)
+        before = snapshot(alert_app)
+        again = alert_app.alerts.receive(source, headers, body)
+        assert again.status == 200, (source, again.body)
+        if source == "github":
+            assert [entry["duplicate"] for entry in again.body] == [True]
+        else:
+            assert again.body["verdict"] == "duplicate", (source, again.body)
+        assert snapshot(alert_app) == before, source
+
+
+def test_a_replay_with_a_wrong_signature_or_a_stale_timestamp_is_still_refused(alert_app: App) -> None:
+    key_id, _ = issue(alert_app)
+    headers, body = vendors.standard_delivery({"key_id": key_id, "action": "notify"})
+    assert alert_app.alerts.receive("standard", headers, body).status == 200
+    before = snapshot(alert_app)
+    forged = {**headers, "webhook-signature": "v1," + "A" * 44}
+    assert alert_app.alerts.receive("standard", forged, body).status == 401
+    late = datetime.now(UTC) + timedelta(hours=1)
+    assert alert_app.alerts.receive("standard", headers, body, late).status == 401
+    am_body = json.dumps(vendors.alert_group("payments/prod-llm", severity="warning")).encode()
+    assert (
+        alert_app.alerts.receive("alertmanager", {"Authorization": f"Bearer {vendors.AM_TOKEN}"}, am_body).status == 200
+    )
+    before = snapshot(alert_app)
+    assert alert_app.alerts.receive("alertmanager", {"Authorization": "Bearer wrong"}, am_body).status == 401
+    assert snapshot(alert_app) == before
+
+
+def test_a_report_of_a_retired_version_is_recorded_never_rotated(alert_app: App, pki: vendors.Pki) -> None:
+    key_id, first = issue(alert_app)
+    alert_app.rotations.rotate(key_id, grace_seconds=0, actor="test")
+    alert_app.rotations.rotate(key_id, grace_seconds=0, actor="test")
+    versions = {v.number: v.state for v in alert_app.keys.show(key_id).versions}
+    assert versions[1] in ("retired", "revoked") and versions[3] == "current", versions
+    before = snapshot(alert_app)
+    headers, body = vendors.github_delivery([first], pki.github_key)
+    outcome = alert_app.alerts.receive("github", headers, body)
+    assert outcome.status == 200, outcome.body
+    after = snapshot(alert_app)
+    assert after["rotations"] == before["rotations"] and after["versions"] == before["versions"]
+    assert after["states"] == before["states"]
+    [row] = inbound(alert_app)
+    assert row.action == "notify"
+    with alert_app.sessions() as session:
+        finding = session.execute(select(models.Finding)).scalar_one()
+        event = session.execute(
+            select(models.AuditEvent).where(models.AuditEvent.action == "alert.received")
+        ).scalar_one()
+    assert finding.action == "notify" and finding.evidence["reported_versions"][0]["number"] == 1
+    assert event.details["action"] == "notify" and "v1 is" in event.details["rule"]
+    assert "finding.created" in outbox_types(alert_app)
+    # the current version is still acted on as before
+    current = alert_app.keys.show(key_id).versions[-1]
+    assert current.state == "current"
+
+
+def test_a_report_of_the_current_version_still_rotates(alert_app: App, pki: vendors.Pki) -> None:
+    key_id, first = issue(alert_app)
+    result = alert_app.rotations.rotate(key_id, grace_seconds=3600, actor="test")
+    assert result.status == "finished"
+    headers, body = vendors.github_delivery([first], pki.github_key)  # v1 is previous, in its grace
+    outcome = alert_app.alerts.receive("github", headers, body)
+    assert outcome.status == 200, outcome.body
+    [row] = inbound(alert_app)
+    assert row.action == "rotate_now"
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [("critical", "critical"), ("page", "critical"), ("error", "high"), ("warning", "medium"), ("info", "low")],
+)
+def test_sender_severities_map_to_the_fixed_set(alert_app: App, sent: str, stored: str) -> None:
+    issue(alert_app)
+    body = json.dumps(vendors.alert_group("payments/prod-llm", severity=sent)).encode()
+    outcome = alert_app.alerts.receive("alertmanager", {"Authorization": f"Bearer {vendors.AM_TOKEN}"}, body)
+    assert outcome.status == 200, outcome.body
+    with alert_app.sessions() as session:
+        finding = session.execute(select(models.Finding)).scalar_one()
+    assert finding.severity == stored
+
+
+def test_an_unknown_severity_is_medium_and_kept_as_evidence(alert_app: App) -> None:
+    key_id, _ = issue(alert_app)
+    headers, body = vendors.standard_delivery({"key_id": key_id, "severity": "apocalyptic", "action": "notify"})
+    outcome = alert_app.alerts.receive("standard", headers, body)
+    assert outcome.status == 200, outcome.body
+    with alert_app.sessions() as session:
+        finding = session.execute(select(models.Finding)).scalar_one()
+    assert finding.severity == "medium"
+    assert finding.evidence["sender_severity"] == "apocalyptic"
+
+
+def test_an_unknown_requested_action_is_refused_and_nothing_is_stored(alert_app: App) -> None:
+    key_id, _ = issue(alert_app)
+    before = snapshot(alert_app)
+    headers, body = vendors.standard_delivery({"key_id": key_id, "severity": "apocalyptic", "action": "explode"})
+    outcome = alert_app.alerts.receive("standard", headers, body)
+    assert outcome.status == 400
+    assert outcome.body["error"] == "unknown_action"
+    assert outcome.body["message"] == (
+        "unknown action 'explode': use one of none, notify, rotate, rotate_now, suspend, revoke"
+    )
+    group = vendors.alert_group("payments/prod-llm")
+    group["alerts"][0]["labels"]["keyops_action"] = "explode"
+    am = alert_app.alerts.receive(
+        "alertmanager", {"Authorization": f"Bearer {vendors.AM_TOKEN}"}, json.dumps(group).encode()
+    )
+    assert am.status == 400 and am.body["error"] == "unknown_action"
+    assert snapshot(alert_app) == before

@@ -59,7 +59,7 @@ def test_signed_alert_suspends_and_verify_follows(alert_app: App) -> None:
         assert answer.status_code == 200, answer.text
         assert answer.json()["keys"][0]["action"] == "suspend"
         replay = client.post("/v1/alerts/standard", content=body, headers=_headers("msg-1", body))
-        assert replay.status_code == 409
+        assert replay.status_code == 200 and replay.json()["verdict"] == "duplicate"
         assert client.post("/v1/alerts/nope", content=body).status_code == 404
 
         def code() -> str:
