@@ -283,6 +283,9 @@ class AlertSettings:
     )
     #: Timeout for fetching SNS certificates and GitHub's public keys.
     fetch_timeout: str = "5s"
+    #: Deliveries handled at once per process; more wait their turn without
+    #: holding the worker threads other endpoints need.
+    max_concurrency: int = 4
     standard: StandardAlertSettings = field(default_factory=StandardAlertSettings)
     alertmanager: AlertmanagerAlertSettings = field(default_factory=AlertmanagerAlertSettings)
     grafana: GrafanaAlertSettings = field(default_factory=GrafanaAlertSettings)
@@ -562,6 +565,8 @@ def _validate_events(settings: Settings) -> None:
             raise ConfigError(f"setting {section}.{name}: {exc}") from None
     if alerts.max_body_bytes < 1024:
         raise ConfigError("setting alerts.max_body_bytes must be at least 1024")
+    if not 1 <= alerts.max_concurrency <= 64:
+        raise ConfigError("setting alerts.max_concurrency must be between 1 and 64")
     try:
         parse_rules(alerts.rules, allowed_requested=alerts.allowed_requested)
     except RuleError as exc:

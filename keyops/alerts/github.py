@@ -5,8 +5,9 @@ the raw body with ECDSA P-256 / SHA-256: the base64 DER signature is in
 ``Github-Public-Key-Signature`` and the key's id in
 ``Github-Public-Key-Identifier``. Public keys come from GitHub's meta
 endpoint (``{"public_keys": [{"key_identifier", "key", "is_current"}]}``),
-cached; an unknown identifier triggers at most one refetch a minute (GitHub
-rotates keys; an attacker must not be able to make us fetch on every request).
+cached; an unknown identifier triggers at most one refetch a minute, never
+two at once, with a growing pause after failures (GitHub rotates keys; an
+attacker must not be able to make us fetch, or wait, on every request).
 Each token is checksum-checked offline and reduced to its SHA-256 at once:
 the token itself is never stored, logged or returned.
 """
@@ -42,7 +43,15 @@ REFETCH_INTERVAL = 60.0
 
 
 class GitHubKeys:
-    """The secret-scanning public keys, fetched from the meta URL and cached."""
+    """The secret-scanning public keys, fetched from the meta URL and cached.
+
+    A refetch is triggered by the TTL or by an unknown key identifier, but
+    at most one fetch runs at a time and it runs outside the lock: other
+    requests meanwhile answer from the cached keys at once. The attempt is
+    recorded before fetching, and after a failure the next attempt waits
+    (doubling up to the TTL), so a slow or failing GitHub cannot make every
+    unsigned request with a made-up identifier wait for, or cause, a fetch.
+    """
 
     def __init__(self, fetcher: Fetcher, meta_url: str, *, ttl: float = 3600.0) -> None:
         self._fetch = fetcher
@@ -50,18 +59,20 @@ class GitHubKeys:
         self._ttl = ttl
         self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
         self._fetched_at = -1e18
+        self._next_attempt = -1e18
+        self._failures = 0
+        self._fetching = False
         self._lock = threading.Lock()
 
-    def _refresh(self) -> None:
+    def _download(self) -> dict[str, ec.EllipticCurvePublicKey]:
         try:
             raw = self._fetch(self._url)
-        except AlertRejected:
-            raise
+        except AlertRejected as exc:
+            raise AlertRejected(503, "keys_unavailable", exc.message) from None
         except Exception as exc:
             raise AlertRejected(
                 503, "keys_unavailable", f"cannot fetch GitHub's public keys: {type(exc).__name__}"
             ) from None
-        self._fetched_at = time.monotonic()
         try:
             doc = loads_json(raw)
         except AlertRejected:
@@ -80,19 +91,45 @@ class GitHubKeys:
                 continue
             if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
                 keys[ident] = key
-        self._keys = keys
+        return keys
+
+    def _claim_fetch(self, identifier: str) -> bool:
+        """Under the lock: whether this caller should fetch now (and record the attempt)."""
+        now = time.monotonic()
+        stale = now - self._fetched_at > self._ttl
+        if self._fetching or now < self._next_attempt or not (stale or identifier not in self._keys):
+            return False
+        self._fetching = True
+        self._next_attempt = now + REFETCH_INTERVAL
+        return True
 
     def get(self, identifier: str) -> ec.EllipticCurvePublicKey:
         with self._lock:
-            age = time.monotonic() - self._fetched_at
-            if age > self._ttl or (identifier not in self._keys and age > REFETCH_INTERVAL):
-                self._refresh()
+            fetch = self._claim_fetch(identifier)
+        error: AlertRejected | None = None
+        if fetch:
+            try:
+                keys = self._download()
+            except AlertRejected as exc:
+                error = exc
+                with self._lock:
+                    self._failures += 1
+                    backoff = min(self._ttl, REFETCH_INTERVAL * 2 ** min(self._failures - 1, 16))
+                    self._next_attempt = time.monotonic() + backoff
+                    self._fetching = False
+            else:
+                with self._lock:
+                    self._keys, self._fetched_at, self._failures = keys, time.monotonic(), 0
+                    self._fetching = False
+        with self._lock:
             key = self._keys.get(identifier)
-        if key is None:
-            raise AlertRejected(
-                401, "unknown_key_identifier", "Github-Public-Key-Identifier names no current GitHub key"
-            )
-        return key
+            known = bool(self._keys)
+        if key is not None:
+            return key
+        if not known:
+            # Nothing cached yet: the sender should retry later, not believe its key is unknown.
+            raise error or AlertRejected(503, "keys_unavailable", "GitHub's public keys are not available yet; retry")
+        raise AlertRejected(401, "unknown_key_identifier", "Github-Public-Key-Identifier names no current GitHub key")
 
 
 def authenticate(headers: Mapping[str, str], body: bytes, keys: GitHubKeys) -> None:

@@ -6,14 +6,16 @@ secret, SNS with AWS' certificate, GitHub with its ECDSA key, Alertmanager
 with the bearer/basic credentials configured for that source), and senders
 such as SNS and GitHub cannot be given a keyops token anyway. The receiver
 checks that before parsing; this route only bounds the body, moves the work
-off the event loop and counts verdicts.
+off the event loop (at most ``alerts.max_concurrency`` deliveries at once) and
+counts verdicts.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,7 +46,14 @@ async def alerts_endpoint(request: Request) -> Response:
     except BodyTooLarge:
         return json_error(413, f"body too large: at most {limit} bytes (server.max_body_bytes)")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    outcome = await run_in_threadpool(receiver.receive, source, headers, body, utcnow())
+    limiter = getattr(request.app.state, "alert_limiter", None)
+    if limiter is None:
+        # Alert handling waits on the inventory and sometimes on a vendor's key
+        # endpoint: its own bound keeps a flood of deliveries from taking every
+        # worker thread that /readyz, /metrics and /v1/usage need too.
+        limiter = anyio.CapacityLimiter(receiver.settings.max_concurrency)
+        request.app.state.alert_limiter = limiter
+    outcome = await anyio.to_thread.run_sync(receiver.receive, source, headers, body, utcnow(), limiter=limiter)
     status = int(outcome.status)
     label_source = source if receiver.enabled(source) else "unknown"
     verdict = _verdict(status, outcome.body)
