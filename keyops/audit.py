@@ -12,7 +12,6 @@ so a fork is impossible even if that lock were bypassed.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,12 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyops.domain.ids import uuid7
-from keyops.domain.keyformat import SCANNER_REGEX
+from keyops.domain.redact import redact
 from keyops.inventory.models import AuditEvent, AuditHead
 from keyops.inventory.types import utcnow
 
 GENESIS_HASH = "0" * 64
-_KEY_PATTERN = re.compile(SCANNER_REGEX)
 _SECRETISH_FIELDS = ("secret", "password", "token", "plaintext", "secretaccesskey", "secret_access_key")
 
 
@@ -39,7 +37,7 @@ def _scrub(value: Any, field_name: str = "") -> Any:
     if isinstance(value, str):
         if any(s in lowered for s in _SECRETISH_FIELDS) and not lowered.endswith(("_hash", "_id", "_prefix")):
             return "[redacted]"
-        return _KEY_PATTERN.sub("[redacted key]", value)
+        return redact(value)
     if isinstance(value, Mapping):
         return {str(k): _scrub(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

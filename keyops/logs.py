@@ -1,39 +1,55 @@
-"""Structured logging, with a last line of defence against leaked keys.
+"""Structured logging, with a last line of defence against leaked secrets.
 
-Every record passes a filter that replaces anything shaped like a keyops key
-with ``[redacted key]`` before any handler sees it, so a careless log call
-cannot put plaintext into a log file (invariant 1).
+Every record passes a filter that redacts (``keyops.domain.redact``) its
+message, its ``extra`` values (recursively: dicts and lists too) and its
+exception text before any handler sees it; the formatter then redacts the
+final line again, so neither the JSON nor the text format can put a key,
+token or secret into a log file (invariant 1).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from keyops.domain.keyformat import SCANNER_REGEX
+from keyops.domain.redact import redact, redact_value
 
-_KEY_PATTERN = re.compile(SCANNER_REGEX)
+__all__ = ["JsonFormatter", "RedactingFilter", "RedactingFormatter", "configure", "redact"]
+
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
-def redact(text: str) -> str:
-    return _KEY_PATTERN.sub("[redacted key]", text)
-
-
 class RedactingFilter(logging.Filter):
+    """Redact what a record carries: message, ``extra`` values of any JSON-like
+    shape, and the exception and stack text (rendered here, once, so the
+    formatter prints the redacted copy)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         record.msg = redact(message)
         record.args = None
         for name, value in list(record.__dict__.items()):
-            if name not in _STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, name, redact(value))
+            if name not in _STANDARD_ATTRS:
+                setattr(record, name, redact_value(value))
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_summary = redact(f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """The text format, redacted once more on the final formatted line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,11 +64,12 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for name, value in record.__dict__.items():
-            if name not in _STANDARD_ATTRS and not name.startswith("_"):
+            if name not in _STANDARD_ATTRS and not name.startswith("_") and name != "exc_summary":
                 doc[name] = value
         if record.exc_info and record.exc_info[0] is not None:
-            doc["error"] = redact(f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
-        return orjson.dumps(doc, default=str).decode()
+            summary = getattr(record, "exc_summary", None)
+            doc["error"] = summary or f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+        return redact(orjson.dumps(doc, default=str).decode())
 
 
 def configure(level: str = "INFO", fmt: str = "json", stream: Any = None, *, sql_echo: bool = False) -> None:
@@ -63,7 +80,7 @@ def configure(level: str = "INFO", fmt: str = "json", stream: Any = None, *, sql
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("keyops")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
 from keyops.alerts.base import AlertSignal, Delivery, KeyRef
+from keyops.domain.redact import bounded
 from keyops.errors import KeyOpsError, NotFoundError
 from keyops.inventory.models import InboundAlert, Rotation
 from keyops.inventory.types import utcnow
@@ -73,7 +74,7 @@ def action_doc(item: Planned) -> dict[str, Any]:
 
 
 def reason_of(signal: AlertSignal) -> str:
-    return (signal.reason or signal.type or "alert")[:900]
+    return bounded(signal.reason or signal.type or "alert", 900)
 
 
 class ActionRunner:

@@ -40,7 +40,7 @@ def authenticate(headers: Mapping[str, str], *, bearer: str, username: str, pass
 def labels_of(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
-    return {str(k)[:128]: text(v, 256) for k, v in list(value.items())[:64]}
+    return {text(str(k), 128): text(v, 256) for k, v in list(value.items())[:64]}
 
 
 def refs_from_labels(labels: Mapping[str, str], key_labels: Sequence[str]) -> list[KeyRef]:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from keyops.alerts import severity
+from keyops.domain.redact import bounded, redact
 
 #: Kinds of key reference an alert may carry.
 REF_KINDS = ("key", "id", "name", "access_key_id", "token_hash")
@@ -244,20 +245,24 @@ def parse_iso(value: Any) -> datetime | None:
 
 
 def text(value: Any, limit: int = 500) -> str:
-    """A string field from untrusted JSON, bounded; non-strings become ''.
-    NUL becomes U+FFFD: PostgreSQL stores no NUL in text or JSON, and a
-    name with a NUL must not silently match the name without it."""
+    """A string field from untrusted JSON, redacted, then bounded (a cut
+    before redaction could split a key past recognition); non-strings become
+    ''. A leak scanner quotes the key it found, so every string a format
+    takes from a sender passes here. NUL becomes U+FFFD: PostgreSQL stores no
+    NUL in text or JSON, and a name with a NUL must not silently match the
+    name without it."""
     if isinstance(value, str):
-        return value[:limit].replace("\x00", "\ufffd")
+        return bounded(value.replace("\x00", "\ufffd"), limit)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)[:limit]
     return ""
 
 
 def clean(value: Any) -> Any:
-    """JSON from senders made storable: NUL replaced in every string and key."""
+    """JSON from senders made storable: NUL replaced and secrets redacted in
+    every string and key."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return redact(value.replace("\x00", "\ufffd"))
     if isinstance(value, dict):
         return {clean(str(k)): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

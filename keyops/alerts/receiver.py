@@ -45,11 +45,11 @@ from keyops.alerts.base import AlertRejected, Delivery, Fetcher, HttpFetcher, Ke
 from keyops.alerts.rules import ACTIONS, decide, normalise_action, parse_rules, strongest
 from keyops.config import AlertSettings
 from keyops.domain.durations import parse_duration
+from keyops.domain.redact import bounded, redact
 from keyops.domain.states import VersionState
 from keyops.inventory.models import Finding, InboundAlert, Key, KeyVersion
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.keys import KeyService
-from keyops.logs import redact
 from keyops.notify.outbox import emit
 
 log = logging.getLogger("keyops.alerts")
@@ -75,11 +75,12 @@ def _seconds(value: str) -> float:
 
 
 def _bounded(doc: Any, limit: int = 4096) -> Any:
-    """Evidence from senders, bounded in size and scrubbed of key material."""
-    encoded = orjson.dumps(clean(doc), default=str)
-    if len(encoded) > limit:
-        return {"truncated": True, "preview": clean(redact(encoded[:limit].decode("utf-8", "replace")))}
-    return orjson.loads(redact(encoded.decode("utf-8")))
+    """Evidence from senders, scrubbed of secrets and then bounded in size:
+    cutting first could split a key inside its checksum, past recognition."""
+    encoded = redact(orjson.dumps(clean(doc), default=str).decode("utf-8"))
+    if len(encoded.encode("utf-8")) > limit:
+        return {"truncated": True, "preview": encoded.encode("utf-8")[:limit].decode("utf-8", "ignore")}
+    return orjson.loads(encoded)
 
 
 def _check_requested_actions(delivery: Delivery) -> None:
@@ -321,7 +322,7 @@ class AlertReceiver:
                 session.flush()
                 for item in acted:
                     signal = item.signal
-                    summary = (signal.reason or signal.type or f"{signal.kind} alert")[:500]
+                    summary = bounded(signal.reason or signal.type or f"{signal.kind} alert", 500)
                     evidence = _bounded(
                         {**signal.evidence, "delivery_id": delivery.delivery_id, "type": signal.type, "rule": item.rule}
                     )

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
 from keyops.detect.model import ActionRecord, FindingRecord, iso
+from keyops.domain.redact import redact, redact_value
 from keyops.errors import InvalidInputError, KeyOpsError, NotFoundError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
@@ -87,8 +88,8 @@ class FindingService:
                     detector=f.detector,
                     severity=f.severity,
                     score=float(f.score),
-                    summary=_short(f.summary),
-                    evidence=f.evidence,
+                    summary=_short(redact(f.summary)),
+                    evidence=redact_value(f.evidence),
                     action=f.action,
                     status="open",
                     observed_at=datetime.fromtimestamp(f.at, UTC),
@@ -108,7 +109,7 @@ class FindingService:
                         "cluster_id": f.cluster_id,
                         "detector": f.detector,
                         "severity": f.severity,
-                        "summary": _short(f.summary),
+                        "summary": _short(redact(f.summary)),
                         "action": f.action,
                         "at": iso(f.at),
                     },

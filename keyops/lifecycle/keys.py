@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from keyops import audit
 from keyops.domain import keyformat
 from keyops.domain.names import validate_key_name, validate_owner
+from keyops.domain.redact import redact
 from keyops.domain.schedule import next_rotation_at
 from keyops.domain.states import KeyState, VersionState, key_transition
 from keyops.errors import DuplicateNameError, InvalidInputError, NotFoundError
@@ -291,7 +292,7 @@ class KeyService:
             target = key_transition(key.state, action, key.name)
             now = utcnow()
             key.state = target.value
-            key.state_reason = reason
+            key.state_reason = redact(reason)
             key.updated_at = now
             revoked_versions: list[int] = []
             if target is KeyState.REVOKED:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from keyops.domain.redact import redact_value
 from keyops.inventory.models import OutboxDelivery, OutboxEvent
 from keyops.inventory.types import utcnow
 
@@ -69,10 +70,12 @@ def emit(
 ) -> OutboxEvent:
     """Record one event and its deliveries in the caller's transaction.
 
-    ``payload`` must be JSON-serialisable and must never hold key material
-    (ids, names, hashes and prefixes only).
+    ``payload`` must be JSON-serialisable and should hold no key material
+    (ids, names, hashes and prefixes only); it is redacted recursively before
+    it is written all the same, so a reason or summary quoting a secret never
+    reaches a Slack channel or a webhook sink.
     """
-    event = OutboxEvent(type=type, key_id=key_id, payload=dict(payload), created_at=utcnow())
+    event = OutboxEvent(type=type, key_id=key_id, payload=redact_value(dict(payload)), created_at=utcnow())
     session.add(event)
     session.flush()  # assigns seq
     now = utcnow()
