@@ -53,7 +53,7 @@ def test_token_names_and_windows_match_whole_strings() -> None:
         parse_window("Tue-Thu 09:00-16:00 UTC\nMon 00:00-23:59")
 
 
-_NAME_CHARS = st.sampled_from(list("abz09._-/") + ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", " "])
+_NAME_CHARS = st.sampled_from([*list("abz09._-/"), "\n", "\r", "\t", "\x00", "\x1b", "\x7f", " "])
 
 
 @given(st.text(_NAME_CHARS, min_size=1, max_size=40))
@@ -74,7 +74,7 @@ def test_no_accepted_owner_holds_a_control_character(owner: str) -> None:
     assert not _has_control(owner)
 
 
-@given(st.text(st.sampled_from(list("az09_") + ["\n", "\r", "\x00"]), min_size=1, max_size=12), st.booleans())
+@given(st.text(st.sampled_from([*list("az09_"), "\n", "\r", "\x00"]), min_size=1, max_size=12), st.booleans())
 def test_no_well_formed_key_holds_a_control_character(prefix: str, newline_at_end: bool) -> None:
     try:
         validate_prefix(prefix)
@@ -85,7 +85,7 @@ def test_no_well_formed_key_holds_a_control_character(prefix: str, newline_at_en
         assert not _has_control(key)
 
 
-@given(st.text(st.sampled_from(list("verifyusagdmnlt:*") + ["\n", "\r"]), min_size=1, max_size=14))
+@given(st.text(st.sampled_from([*list("verifyusagdmnlt:*"), "\n", "\r"]), min_size=1, max_size=14))
 def test_no_accepted_scope_holds_a_control_character(scopes: str) -> None:
     try:
         accepted = parse_scopes([scopes])
@@ -94,7 +94,7 @@ def test_no_accepted_scope_holds_a_control_character(scopes: str) -> None:
     assert not any(_has_control(s) for s in accepted)
 
 
-@given(st.text(st.sampled_from(list("az09._-") + ["\n", "\r", "\x00"]), min_size=1, max_size=20))
+@given(st.text(st.sampled_from([*list("az09._-"), "\n", "\r", "\x00"]), min_size=1, max_size=20))
 def test_no_accepted_token_name_holds_a_control_character(name: str) -> None:
     if TOKEN_NAME_RE.fullmatch(name):
         assert not _has_control(name)
