@@ -41,7 +41,7 @@ from keyops.alerts.base import (
 )
 
 SOURCE = "sns"
-HOST_RE = re.compile(r"^sns\.[a-z]{2}(?:-[a-z]+)+-\d\.amazonaws\.com(?:\.cn)?$")
+HOST_RE = re.compile(r"sns\.[a-z]{2}(?:-[a-z]+)+-\d\.amazonaws\.com(?:\.cn)?")
 TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
 _NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _CONFIRMATION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
@@ -57,7 +57,7 @@ def validate_aws_url(url: Any, what: str, *, path_suffix: str = "") -> str:
     except ValueError:
         raise AlertRejected(400, "bad_url", f"{what} is not a valid URL") from None
     host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not HOST_RE.match(host) or port not in (None, 443) or parts.username:
+    if parts.scheme != "https" or not HOST_RE.fullmatch(host) or port not in (None, 443) or parts.username:
         raise AlertRejected(401, "bad_cert_url", f"{what} is not an https://sns.<region>.amazonaws.com URL")
     if path_suffix and not parts.path.endswith(path_suffix):
         raise AlertRejected(401, "bad_cert_url", f"{what} does not name a {path_suffix} file")
@@ -226,7 +226,7 @@ def _guardduty(event: dict[str, Any]) -> AlertSignal:
     )
 
 
-_ACCESS_KEY_RE = re.compile(r"^(?:AKIA|ASIA)[A-Z0-9]{12,124}$")
+_ACCESS_KEY_RE = re.compile(r"(?:AKIA|ASIA)[A-Z0-9]{12,124}")
 
 
 def _exposed_credentials(event: dict[str, Any]) -> AlertSignal:
@@ -238,7 +238,7 @@ def _exposed_credentials(event: dict[str, Any]) -> AlertSignal:
     entities = detail.get("affectedEntities")
     for entity in entities if isinstance(entities, list) else []:
         value = text(entity.get("entityValue"), 128) if isinstance(entity, dict) else ""
-        if _ACCESS_KEY_RE.match(value) and value not in ids:
+        if _ACCESS_KEY_RE.fullmatch(value) and value not in ids:
             ids.append(value)
     descriptions = detail.get("eventDescription")
     first = descriptions[0] if isinstance(descriptions, list) and descriptions else {}

@@ -52,9 +52,9 @@ _REF_CACHE: dict[str, str] = {}
 # _OCTETS, a new address in a known /24 is validated without the regex.
 _V4_NETWORKS: dict[str, str] = {}
 _OCTETS = frozenset(str(i) for i in range(256))
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
 _KNOWN_FIELDS = frozenset(
     {
         "ts",
@@ -175,7 +175,7 @@ def _key_ref(obj: Mapping[str, Any]) -> str:
     looks a known ``key_id`` up in ``_REF_CACHE`` before calling this)."""
     key_id = obj.get("key_id")
     if key_id is not None:
-        if not isinstance(key_id, str) or not _UUID.match(key_id):
+        if not isinstance(key_id, str) or not _UUID.fullmatch(key_id):
             return "!key_id must be a key id (a UUID as printed by keyops keys show --json)"
         if len(_REF_CACHE) >= _CACHE_MAX:
             _REF_CACHE.clear()
@@ -183,7 +183,7 @@ def _key_ref(obj: Mapping[str, Any]) -> str:
         return ref
     key_hash = obj.get("key_hash")
     if key_hash is not None:
-        if not isinstance(key_hash, str) or not _HEX64.match(key_hash.lower()):
+        if not isinstance(key_hash, str) or not _HEX64.fullmatch(key_hash.lower()):
             return "!key_hash must be the SHA-256 of the key, 64 hex digits"
         return "hash:" + key_hash.lower()
     key = obj.get("key")
@@ -258,7 +258,7 @@ def parse_event(
             raw_ip = ip
             if not isinstance(ip, str) or len(ip) > 64:
                 return "ip must be an IPv4 or IPv6 address string"
-            if not _IPV4.match(ip):
+            if not _IPV4.fullmatch(ip):
                 try:
                     parsed = ipaddress.ip_address(ip)
                 except ValueError:

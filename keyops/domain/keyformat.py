@@ -31,7 +31,7 @@ DISPLAY_RANDOM_CHARS = 4
 MAX_PREFIX_LENGTH = 32
 DEFAULT_PREFIX = "kops_live"
 
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+PREFIX_RE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 #: The regex published for secret scanners (README). It matches keys of any
 #: configured prefix; scanners that know the prefix can anchor on it.
@@ -63,7 +63,7 @@ def decode_base62(text: str) -> int:
 
 
 def validate_prefix(prefix: str) -> str:
-    if not prefix or len(prefix) > MAX_PREFIX_LENGTH or not PREFIX_RE.match(prefix):
+    if not prefix or len(prefix) > MAX_PREFIX_LENGTH or not PREFIX_RE.fullmatch(prefix):
         raise InvalidInputError(
             f"key prefix {prefix!r} is invalid: use lowercase letters and digits, "
             f"optionally joined by '_', starting with a letter, at most {MAX_PREFIX_LENGTH} characters"
@@ -129,7 +129,7 @@ def is_well_formed(key: str) -> bool:
         return False
     if len(random_part) != RANDOM_CHARS or len(check) != CHECKSUM_CHARS:
         return False
-    if not PREFIX_RE.match(prefix):
+    if not PREFIX_RE.fullmatch(prefix):
         return False
     if any(c not in _BASE62_INDEX for c in random_part) or any(c not in _BASE62_INDEX for c in check):
         return False

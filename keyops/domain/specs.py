@@ -122,7 +122,7 @@ def _duration(value: Any, path: str) -> int:
 
 
 def _check_name(name: str, path: str) -> None:
-    if not PROFILE_NAME_RE.match(name):
+    if not PROFILE_NAME_RE.fullmatch(name):
         raise SpecError(path, "name must be lowercase letters, digits, '_' or '-', starting with a letter")
 
 

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _WINDOW_RE = re.compile(
-    r"^\s*(?P<days>[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3}(?:-[A-Za-z]{3})?)*)\s+"
-    r"(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})(?:\s+(?P<tz>\S+))?\s*$"
+    r"\s*(?P<days>[A-Za-z]{3}(?:-[A-Za-z]{3})?(?:,[A-Za-z]{3}(?:-[A-Za-z]{3})?)*)\s+"
+    r"(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})(?:\s+(?P<tz>\S+))?\s*"
 )
 
 
@@ -56,7 +56,7 @@ def _parse_time(text: str) -> time:
 
 
 def parse_window(text: str) -> RotationWindow:
-    match = _WINDOW_RE.match(text)
+    match = _WINDOW_RE.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not a rotation window: use a form like 'Tue-Thu 09:00-16:00 UTC'")
     days: set[int] = set()

@@ -43,7 +43,7 @@ from keyops.issuers.base import Issuer, IssuerAuthError, IssuerContext, IssuerUn
 
 log = logging.getLogger("keyops.issuers.aws_iam")
 
-_USER_RE = re.compile(r"^[\w+=,.@-]{1,64}$")
+_USER_RE = re.compile(r"[\w+=,.@-]{1,64}")
 _AUTH_CODES = {
     "AccessDenied",
     "AccessDeniedException",
@@ -97,7 +97,7 @@ def translate(exc: Exception, action: str, user: str) -> KeyOpsError:
 
 def user_of(config: Mapping[str, Any]) -> str:
     user = config.get("iam_user")
-    if not isinstance(user, str) or not _USER_RE.match(user):
+    if not isinstance(user, str) or not _USER_RE.fullmatch(user):
         raise InvalidInputError(
             f"IAM user name {str(user)[:80]!r} is not valid: 1-64 letters, digits and +=,.@_- (give --iam-user)"
         )

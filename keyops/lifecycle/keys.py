@@ -30,7 +30,7 @@ from keyops.lifecycle.views import KeyView
 from keyops.notify.outbox import emit
 from keyops.stores.registry import StoreRegistry
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_REASON_LENGTH = 1000
 _AUDIT_ACTIONS = {"suspend": "key.suspended", "resume": "key.resumed", "revoke": "key.revoked", "expire": "key.expired"}
 
@@ -68,7 +68,7 @@ def find_key(session: Session, name_or_id: str, *, for_update: bool = False) -> 
     stmt: Select[models.Key] = select(models.Key).options(
         selectinload(models.Key.versions), selectinload(models.Key.destinations)
     )
-    if _UUID_RE.match(name_or_id):
+    if _UUID_RE.fullmatch(name_or_id):
         stmt = stmt.where(models.Key.id == name_or_id)
     else:
         stmt = stmt.where(models.Key.name == name_or_id)

@@ -25,8 +25,8 @@ from keyops.inventory import models
 from keyops.inventory.types import utcnow
 
 TOKEN_PREFIX = "kopt_"  # noqa: S105 (a label, not a secret)
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
-SCOPE_RE = re.compile(r"^(verify|usage|admin|alerts:(?:\*|[a-z][a-z0-9_-]{0,31}))$")
+NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
+SCOPE_RE = re.compile(r"(verify|usage|admin|alerts:(?:\*|[a-z][a-z0-9_-]{0,31}))")
 
 
 def parse_scopes(text: str | list[str]) -> list[str]:
@@ -35,7 +35,7 @@ def parse_scopes(text: str | list[str]) -> list[str]:
     if not scopes:
         raise InvalidInputError("--scopes is empty: give verify, usage, alerts:<source> or admin, comma-separated")
     for scope in scopes:
-        if not SCOPE_RE.match(scope):
+        if not SCOPE_RE.fullmatch(scope):
             raise InvalidInputError(
                 f"unknown scope {scope!r}: use verify, usage, alerts:<source> (alerts:* for all) or admin"
             )
@@ -76,7 +76,7 @@ class TokenService:
 
     def create(self, name: str, scopes: str | list[str], *, actor: str) -> tuple[TokenView, str]:
         """A new token; the plaintext is returned once and never stored."""
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise InvalidInputError(
                 f"invalid token name {name!r}: lowercase letters, digits, '.', '_' or '-', at most 64 characters"
             )

@@ -53,9 +53,9 @@ class Stage(StrEnum):
 
 SCHEMES = ("vault", "aws-sm", "file")
 
-_VAULT_RE = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.@+=-]+)+$")
-_AWS_NAME_RE = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
-_AWS_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+_VAULT_RE = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.@+=-]+)+")
+_AWS_NAME_RE = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+_AWS_ARN_RE = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+")
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,16 @@ def parse_destination(uri: str) -> Destination:
         raise InvalidInputError(f"destination {uri!r} has an empty or malformed path: {forms}")
     if scheme == "vault":
         location = location.strip("/") if location.startswith("/") else location
-        if not _VAULT_RE.match(location) or "//" in location or any(p in (".", "..") for p in location.split("/")):
+        if not _VAULT_RE.fullmatch(location) or "//" in location or any(p in (".", "..") for p in location.split("/")):
             raise InvalidInputError(
                 f"destination {uri!r} is not a Vault KV path: use vault:<mount>/<path> "
                 f"(letters, digits and ._-@+= in '/'-separated segments)"
             )
     elif scheme == "aws-sm":
         if location.startswith("arn:"):
-            if not _AWS_ARN_RE.match(location):
+            if not _AWS_ARN_RE.fullmatch(location):
                 raise InvalidInputError(f"destination {uri!r} is not a Secrets Manager ARN")
-        elif not _AWS_NAME_RE.match(location):
+        elif not _AWS_NAME_RE.fullmatch(location):
             raise InvalidInputError(
                 f"destination {uri!r} is not a valid Secrets Manager name: "
                 f"1-512 characters of letters, digits and /_+=.@-"
