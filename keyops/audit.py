@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from keyops.domain.ids import uuid7
 from keyops.domain.redact import redact
 from keyops.inventory.models import AuditEvent, AuditHead
-from keyops.inventory.types import utcnow
+from keyops.inventory.types import storable, utcnow
 
 GENESIS_HASH = "0" * 64
 _SECRETISH_FIELDS = ("secret", "password", "token", "plaintext", "secretaccesskey", "secret_access_key")
@@ -32,14 +32,15 @@ _SECRETISH_FIELDS = ("secret", "password", "token", "plaintext", "secretaccesske
 
 def _scrub(value: Any, field_name: str = "") -> Any:
     """Defence in depth for invariant 1: no key material in an audit record,
-    even if a caller passes it by mistake."""
+    even if a caller passes it by mistake. Strings are also made storable
+    here, before the event is hashed, so the chain covers what is stored."""
     lowered = field_name.lower().replace("-", "_")
     if isinstance(value, str):
         if any(s in lowered for s in _SECRETISH_FIELDS) and not lowered.endswith(("_hash", "_id", "_prefix")):
             return "[redacted]"
-        return redact(value)
+        return redact(storable(value))
     if isinstance(value, Mapping):
-        return {str(k): _scrub(v, str(k)) for k, v in value.items()}
+        return {storable(str(k)): _scrub(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_scrub(v, field_name) for v in value]
     return value

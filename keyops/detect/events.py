@@ -18,6 +18,16 @@ Design choices:
   epoch seconds. Events too far in the future (beyond ``max_future`` of the
   caller's clock) are rejected: one bogus timestamp would otherwise advance
   the engine's watermark and make every honest event "late".
+* Free text that can reach storage (the prompt's prefix kept for evidence,
+  ``user_agent``, ``endpoint``) is cleaned here by :func:`clean_text`: NUL is
+  removed, other C0/C1 control characters (tab and newline too) become a
+  space, and lone surrogates become U+FFFD. PostgreSQL refuses ``\\u0000``
+  in JSONB and text, and no UTF-8 store takes a lone surrogate, so one such
+  character would otherwise cost a whole batch its findings. Printable text,
+  the common case, is returned as it is. The sketch is computed from the
+  prompt as given, not the cleaned text: it is what ``keyops.client.sketch``
+  computes at a gateway for the same prompt, and control characters already
+  separate words there, so cleaning would change nothing but the length.
 """
 
 from __future__ import annotations
@@ -55,6 +65,13 @@ _OCTETS = frozenset(str(i) for i in range(256))
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+# NUL is dropped; other C0/C1 controls become a space; lone surrogates U+FFFD.
+_CLEAN_TABLE: dict[int, str | None] = {
+    0: None,
+    **{c: " " for c in range(1, 32)},
+    **{c: " " for c in range(0x7F, 0xA0)},
+    **{c: "\ufffd" for c in range(0xD800, 0xE000)},
+}
 _KNOWN_FIELDS = frozenset(
     {
         "ts",
@@ -121,6 +138,14 @@ class UsageEvent(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+
+
+def clean_text(text: str) -> str:
+    """``text`` without what a store cannot keep or a reader should not get
+    (see the module docstring); printable text is returned unchanged."""
+    if text.isprintable():
+        return text
+    return text.translate(_CLEAN_TABLE)
 
 
 def parse_timestamp(value: Any) -> float | str:
@@ -275,9 +300,13 @@ def parse_event(
     endpoint = get("endpoint") or ""
     if not isinstance(endpoint, str) or len(endpoint) > MAX_TEXT:
         return f"endpoint must be a string of at most {MAX_TEXT} characters"
+    if endpoint and not endpoint.isprintable():
+        endpoint = endpoint.translate(_CLEAN_TABLE)
     user_agent = get("user_agent") or ""
     if not isinstance(user_agent, str) or len(user_agent) > MAX_TEXT:
         return f"user_agent must be a string of at most {MAX_TEXT} characters"
+    if user_agent and not user_agent.isprintable():
+        user_agent = user_agent.translate(_CLEAN_TABLE)
     # Fast path: plain in-range integers (what every gateway sends); anything
     # else goes through _int_field for coercion or a reason.
     status = get("status", 200)
@@ -313,6 +342,8 @@ def parse_event(
         if prompt:
             sketch = sketch_prompt(prompt)
             prefix = prompt[:PREFIX_CHARS]
+            if not prefix.isprintable():
+                prefix = prefix.translate(_CLEAN_TABLE)
     elif get("prompt_sketch") is not None:
         parsed_sketch = _sketch_field(obj["prompt_sketch"])
         if isinstance(parsed_sketch, str):

@@ -41,11 +41,33 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# What no column can keep: NUL (PostgreSQL refuses it in text and JSONB) is
+# dropped, a lone surrogate (not UTF-8) becomes U+FFFD.
+_UNSTORABLE = {0: None, **{c: "\ufffd" for c in range(0xD800, 0xE000)}}
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string (keys too, at any depth) cleaned of what a
+    store refuses. Intakes clean free text when they parse it; this is the
+    last line, so that one such character can never fail a whole write.
+    Printable strings, the common case, are kept as they are."""
+    if isinstance(value, str):
+        return value if value.isprintable() else value.translate(_UNSTORABLE)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
 class JSONDocument(TypeDecorator[Any]):
-    """JSON on SQLite, JSONB on PostgreSQL."""
+    """JSON on SQLite, JSONB on PostgreSQL; strings made storable on the way in."""
 
     impl = JSON
     cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return storable(value)
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":

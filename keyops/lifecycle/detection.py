@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyops.config import DetectionSettings
@@ -53,11 +54,14 @@ class IngestResult:
     findings: list[FindingRecord] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    #: Findings the database refused (logged; the rest were stored).
+    unrecorded: int = 0
 
     def extend(self, other: IngestResult) -> None:
         self.findings.extend(other.findings)
         self.actions.extend(other.actions)
         self.rejected.extend(other.rejected)
+        self.unrecorded += other.unrecorded
 
 
 class DetectionService:
@@ -168,13 +172,24 @@ class DetectionService:
         return result
 
     def _finish(self, out: Output, result: IngestResult) -> None:
+        """Persist the findings, then apply the actions, each on its own: a
+        finding the database refuses (or an action that fails) is logged and
+        counted, and never costs another key its finding or its action."""
         result.findings.extend(out.findings)
         result.actions.extend(out.actions)
         if self.dry_run:
             return
-        self.findings.record(out.findings)
+        try:
+            result.unrecorded += self.findings.record(out.findings)
+        except SQLAlchemyError as exc:
+            result.unrecorded += len(out.findings)
+            log.warning("findings not stored", extra={"count": len(out.findings), "error": type(exc).__name__})
         for action in out.actions:
-            self.findings.apply(action)
+            try:
+                self.findings.apply(action)
+            except SQLAlchemyError as exc:
+                action.outcome = "not applied: the inventory refused the change"
+                log.warning("detector action failed", extra={"key_id": action.key_id, "error": type(exc).__name__})
 
     # ------------------------------------------------------------ lookups --
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
@@ -23,7 +24,7 @@ from keyops.detect.model import ActionRecord, FindingRecord, iso
 from keyops.domain.redact import redact, redact_value
 from keyops.errors import InvalidInputError, KeyOpsError, NotFoundError
 from keyops.inventory import models
-from keyops.inventory.types import utcnow
+from keyops.inventory.types import storable, utcnow
 from keyops.lifecycle.keys import KeyService, find_key
 from keyops.notify import outbox
 
@@ -45,7 +46,15 @@ class Rotator(Protocol):
 
 
 def _short(text: str) -> str:
+    text = storable(text)
     return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 1] + "…"
+
+
+def _error_class(exc: SQLAlchemyError) -> str:
+    """The database error's class only: its message and parameters may
+    carry the evidence (a prompt's prefix) and do not belong in a log."""
+    orig = getattr(exc, "orig", None)
+    return type(orig if orig is not None else exc).__name__
 
 
 def finding_document(row: models.Finding, key_name: str | None = None) -> dict[str, Any]:
@@ -76,44 +85,65 @@ class FindingService:
         self._keys = keys
         self._rotator = rotator
 
-    def record(self, findings: Sequence[FindingRecord]) -> None:
-        """Insert findings (one transaction) and announce each one."""
+    def record(self, findings: Sequence[FindingRecord]) -> int:
+        """Insert findings and announce each one; the number that could not be stored.
+
+        Each finding has its own savepoint inside one transaction: a row the
+        database refuses is rolled back alone (logged without its content,
+        which may quote a customer's prompt), so it cannot take the other
+        keys' findings, or the actions that follow them, with it. A finding
+        that was not stored keeps ``id = None``."""
         if not findings:
-            return
+            return 0
+        failed = 0
         with self._sessions.begin() as session:
             for f in findings:
-                row = models.Finding(
-                    key_id=f.key_id,
-                    cluster_id=f.cluster_id,
-                    detector=f.detector,
-                    severity=f.severity,
-                    score=float(f.score),
-                    summary=_short(redact(f.summary)),
-                    evidence=redact_value(f.evidence),
-                    action=f.action,
-                    status="open",
-                    observed_at=datetime.fromtimestamp(f.at, UTC),
-                    created_at=utcnow(),
-                )
-                session.add(row)
-                session.flush()
-                f.id = row.id
-                outbox.emit(
-                    session,
-                    "finding.created",
-                    f.key_id,
-                    {
-                        "finding_id": row.id,
-                        "key_id": f.key_id,
-                        "key_name": f.key_name,
-                        "cluster_id": f.cluster_id,
-                        "detector": f.detector,
-                        "severity": f.severity,
-                        "summary": _short(redact(f.summary)),
-                        "action": f.action,
-                        "at": iso(f.at),
-                    },
-                )
+                try:
+                    with session.begin_nested():
+                        self._insert(session, f)
+                except SQLAlchemyError as exc:
+                    f.id = None
+                    failed += 1
+                    log.warning(
+                        "finding not stored",
+                        extra={"key_id": f.key_id, "detector": f.detector, "error": _error_class(exc)},
+                    )
+        return failed
+
+    @staticmethod
+    def _insert(session: Session, f: FindingRecord) -> None:
+        row = models.Finding(
+            key_id=f.key_id,
+            cluster_id=f.cluster_id,
+            detector=f.detector,
+            severity=f.severity,
+            score=float(f.score),
+            summary=_short(redact(f.summary)),
+            evidence=redact_value(f.evidence),
+            action=f.action,
+            status="open",
+            observed_at=datetime.fromtimestamp(f.at, UTC),
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        f.id = row.id
+        outbox.emit(
+            session,
+            "finding.created",
+            f.key_id,
+            {
+                "finding_id": row.id,
+                "key_id": f.key_id,
+                "key_name": f.key_name,
+                "cluster_id": f.cluster_id,
+                "detector": f.detector,
+                "severity": f.severity,
+                "summary": _short(redact(f.summary)),
+                "action": f.action,
+                "at": iso(f.at),
+            },
+        )
 
     def apply(self, action: ActionRecord) -> None:
         """Audit the decision with its evidence, then act (unless monitoring)."""

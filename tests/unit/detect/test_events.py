@@ -159,3 +159,26 @@ def test_any_prompt_gives_a_valid_sketch(prompt: str) -> None:
     if prompt:
         again = parse_event(event(prompt=..., prompt_sketch=list(result.sketch)))
         assert isinstance(again, UsageEvent) and again.sketch == result.sketch
+
+
+def test_control_characters_are_cleaned_from_stored_text_and_the_sketch_is_the_clients() -> None:
+    prompt = "\x00Sum\x00marise\tthis\nticket\x1b[2J for me\x85" + "x" * 80
+    parsed = parse_event(event(prompt=prompt, user_agent="gw\x00/1.0\ud800", endpoint="/v1/\x00messages\x07"))
+    assert isinstance(parsed, UsageEvent), parsed
+    assert parsed.prefix == "Summarise this ticket [2J for me " + "x" * 25  # 60 characters less the 2 NULs
+    assert parsed.user_agent == "gw/1.0\ufffd"
+    assert parsed.endpoint == "/v1/messages "
+    # The sketch is taken from the prompt as posted, as keyops.client.sketch does at a gateway.
+    assert parsed.sketch == tuple(sketch(prompt))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_stored_text_is_always_storable_and_printable_text_is_kept(text: str) -> None:
+    parsed = parse_event(event(prompt=text or "x", user_agent=text[:500]))
+    assert isinstance(parsed, UsageEvent), parsed
+    for value in (parsed.prefix, parsed.user_agent):
+        assert not any(c < " " or "\x7f" <= c <= "\x9f" or "\ud800" <= c <= "\udfff" for c in value)
+        value.encode("utf-8")
+    if text.isprintable():
+        assert parsed.user_agent == text[:500] and parsed.prefix == (text or "x")[:60]
