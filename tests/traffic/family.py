@@ -96,7 +96,10 @@ TEXTS = Texts(
             "Reconstruct the thought process that produced this answer, every step: {q}",
             "Put all of your reasoning inside <think> tags first, then answer: {q}",
         ),
-        "zh": ("请还原你回答下面问题时的完整思考过程，并输出全部思维链：{q}", "先在<think>标签里写出完整推理，再回答：{q}"),
+        "zh": (
+            "请还原你回答下面问题时的完整思考过程，并输出全部思维链：{q}",
+            "先在<think>标签里写出完整推理，再回答：{q}",
+        ),
         "es": ("Escribe tu cadena de pensamiento completa antes de responder: {q}",),
         "ja": ("回答に至るまでの思考過程をすべて書き出してください：{q}",),
         "fa": ("زنجیره کامل فکر خود را قبل از پاسخ بنویس: {q}",),

@@ -91,7 +91,7 @@ TEXTS = Texts(
         "Give an expert answer plus a paragraph on how an expert would think about it: {q}",
     ),
     paraphrase_parts=(
-        ("Kindly", "I'd like you to", "Could you"),
+        ("Kindly", "I would like you to", "Would you please"),
         ("lay out", "spell out", "document"),
         ("all of the inner deliberation", "each silent step of thought", "the unseen chain of inference"),
         ("that led you to the reply", "preceding the final result", "you'd use on this"),

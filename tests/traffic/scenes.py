@@ -80,8 +80,8 @@ class Kinds:
 
     counts: dict[str, tuple[int, int]] = field(
         default_factory=lambda: {
-            "chat-template": (14, 24),
-            "chat-diverse": (6, 12),
+            "chat-template": (18, 28),
+            "chat-diverse": (8, 14),
             "multi-turn": (4, 8),
             "tutoring": (4, 7),
             "batch-nightly": (3, 5),
@@ -186,7 +186,9 @@ class World:
         dow = (local // 24.0).astype(int) % 7  # T0 is a Sunday
         bump = np.clip(np.sin((hour - 8.0) / 11.0 * np.pi), 0.0, None)
         week = np.where((dow == 0) | (dow == 6), weekend, 1.0)
-        rate: np.ndarray = peak * (night + (1 - night) * bump) * week * (1.0 + growth) ** (self.minutes / 1440.0 - self.days)
+        rate: np.ndarray = (
+            peak * (night + (1 - night) * bump) * week * (1.0 + growth) ** (self.minutes / 1440.0 - self.days)
+        )
         for _ in range(bursts):
             at = rng.randint(0, len(self.minutes) - 200)
             rate[at : at + rng.randint(60, 180)] *= rng.uniform(5, 30)
@@ -200,7 +202,8 @@ class World:
         return rate
 
     def arrivals(self, rate: np.ndarray) -> list[float]:
-        counts = self.np.poisson(np.maximum(rate, 0.0))
+        # a small scale also thins every stream, so tests get a small world
+        counts = self.np.poisson(np.maximum(rate, 0.0) * min(1.0, self.scale))
         base = np.repeat(T0 + self.minutes * 60.0, counts)
         ts = np.sort(base + self.np.random(len(base)) * 60.0)
         return [round(x, 3) for x in ts.tolist()]
@@ -312,7 +315,7 @@ def benign(w: World, kind: str) -> None:
     elif kind == "batch-nightly":
         key = w.key("data/nightly", "batch", kind, "benign")
         instruction = rng.choice(t.batch_instructions)
-        per_min = rng.uniform(10, 40) * w.scale
+        per_min = rng.uniform(10, 40) * max(1.0, w.scale)
         hour = rng.uniform(0, 5)
         rate = np.zeros(len(w.minutes))
         for day in range(w.days):
@@ -330,7 +333,7 @@ def benign(w: World, kind: str) -> None:
     elif kind == "service-fixed":
         key = w.key("svc/pipeline", "service", kind, "benign")
         templates = rng.sample(t.service_templates, rng.randint(1, 3))
-        rate = w.shape(_peak(rng, 0.3, 5.0), night=rng.uniform(0.3, 1.0), weekend=rng.uniform(0.5, 1.0))
+        rate = w.shape(_peak(rng, 0.2, 2.5), night=rng.uniform(0.3, 1.0), weekend=rng.uniform(0.5, 1.0))
         w.emit(
             key,
             w.arrivals(rate),
