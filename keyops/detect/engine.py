@@ -31,7 +31,7 @@ from heapq import heappop, heappush
 from keyops.detect import concurrency, coordinated, harvesting, network, reasoning, templated, volume
 from keyops.detect.config import COORDINATION_EVERY, HALF_LIFE, WINDOW, DetectorConfig
 from keyops.detect.events import UsageEvent
-from keyops.detect.model import ACTION_RANK, SEVERITY_NAMES, ActionRecord, FindingRecord, KeyMeta, iso
+from keyops.detect.model import ACTION_RANK, SEVERITY_NAMES, ActionRecord, CaseNotice, FindingRecord, KeyMeta, iso
 from keyops.detect.policy import MIN_FINDING_LEVEL, combine, level
 from keyops.detect.signal import Signal
 from keyops.detect.state import (
@@ -61,6 +61,7 @@ _Item = tuple[float, str, int, UsageEvent, KeyMeta, DetectorConfig]
 class Output:
     findings: list[FindingRecord] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
+    notifications: list[CaseNotice] = field(default_factory=list)
 
 
 class Engine:

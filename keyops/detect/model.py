@@ -68,6 +68,45 @@ class FindingRecord:
 
 
 @dataclass(slots=True)
+class CaseNotice:
+    """One message for people: a case opened, or rose in severity.
+
+    A case gathers every finding about one key (or one cluster) over an
+    episode; people hear about it when it opens at a severity worth their
+    time and again only when it escalates, never once per window. Lower
+    evidence is recorded as findings and stays out of anyone's inbox."""
+
+    case_id: str  # deterministic: the same events give the same case ids
+    kind: str  # "opened" | "escalated"
+    key_id: str | None
+    key_name: str | None
+    cluster_id: str | None
+    severity: str
+    at: float  # event time
+    summary: str
+    action: str  # what the decision was ("none" when only people are told)
+    enforcement: str  # the key's enforcement mode when the notice was made
+    finding: FindingRecord | None = None
+    members: int = 1
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "kind": self.kind,
+            "key_id": self.key_id,
+            "key_name": self.key_name,
+            "cluster_id": self.cluster_id,
+            "severity": self.severity,
+            "at": iso(self.at),
+            "summary": self.summary,
+            "action": self.action,
+            "enforcement": self.enforcement,
+            "finding_id": self.finding.id if self.finding is not None else None,
+            "members": self.members,
+        }
+
+
+@dataclass(slots=True)
 class ActionRecord:
     key_id: str
     key_name: str
