@@ -300,7 +300,8 @@ class WebhookSinkSettings:
     url: str = ""
     #: ``whsec_<base64>`` (or any string, used as raw bytes).
     secret: str = ""
-    #: Event types sent to this sink; empty = all.
+    #: Event types sent to this sink; empty = all but the opt-in ones
+    #: (``finding.created``: one per finding, for an evidence pipeline, not people).
     events: list[str] = field(default_factory=list)
 
 
@@ -310,7 +311,7 @@ class SlackSettings:
 
     webhook_url: str = ""
     events: list[str] = field(
-        default_factory=lambda: ["key.revoked", "key.suspended", "rotation.failed", "finding.created"]
+        default_factory=lambda: ["key.revoked", "key.suspended", "rotation.failed", "case.opened", "case.escalated"]
     )
 
 
@@ -359,6 +360,10 @@ class IssuerSettings:
     aws_iam: AwsIamIssuerSettings = field(default_factory=AwsIamIssuerSettings)
 
 
+#: ``detection.enforcement``: follow each profile, or force shadow everywhere.
+DETECTION_ENFORCEMENT = ("profile", "shadow")
+
+
 @dataclass
 class DetectionSettings:
     """Usage detection (keyops/detect/): the streaming engine's time rules."""
@@ -373,6 +378,9 @@ class DetectionSettings:
     idle_evict: str = "1h"
     #: A key idle this long is forgotten entirely (baselines start over).
     idle_forget: str = "7d"
+    #: "profile": each profile's own ``enforcement``; "shadow": every profile
+    #: runs in shadow (decisions and cases recorded, no key touched, nobody told).
+    enforcement: str = "profile"
 
 
 @dataclass
@@ -620,6 +628,10 @@ def _validate_detection(settings: Settings) -> None:
         raise ConfigError("setting detection.idle_evict must not be longer than detection.idle_forget")
     if not 1 <= det.max_prompt_chars <= 10_000_000:
         raise ConfigError("setting detection.max_prompt_chars must be between 1 and 10000000")
+    if det.enforcement not in DETECTION_ENFORCEMENT:
+        raise ConfigError(
+            f"setting detection.enforcement must be one of {', '.join(DETECTION_ENFORCEMENT)}, got {det.enforcement!r}"
+        )
 
 
 def _validate_issuers(settings: Settings) -> None:

@@ -12,7 +12,8 @@
    else happens (only authentic deliveries get this far);
 5. each key the alert names is looked up (name, id, leaked-token hash, AWS
    access key id); the rules decide the action; a finding is recorded for
-   every acted-on key (plus a ``finding.created`` event), then the action is
+   every acted-on key (it joins the key's live case or opens one: people get
+   one ``case.opened``/``case.escalated`` message when it is news), then the action is
    applied through the lifecycle: suspend/revoke via ``KeyService``, rotate via
    ``app.rotations`` (in the background, so the sender gets its answer fast).
    Keys that do not exist make a recorded no-op (200). A report naming a
@@ -50,7 +51,8 @@ from keyops.domain.states import VersionState
 from keyops.inventory.models import Finding, InboundAlert, Key, KeyVersion
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.keys import KeyService
-from keyops.notify.outbox import emit
+from keyops.lifecycle.cases import note_alert
+from keyops.notify.outbox import anyone_wants, emit
 
 log = logging.getLogger("keyops.alerts")
 SOURCES = ("standard", "alertmanager", "grafana", "sns", "github")
@@ -352,21 +354,24 @@ class AlertReceiver:
                             "rule": item.rule,
                         },
                     )
-                    emit(
-                        session,
-                        "finding.created",
-                        item.key_id,
-                        {
-                            "finding_id": finding.id,
-                            "key_id": item.key_id,
-                            "key_name": item.key_name,
-                            "detector": finding.detector,
-                            "severity": finding.severity,
-                            "summary": summary,
-                            "action": item.action,
-                            "evidence": evidence,
-                        },
-                    )
+                    note_alert(session, key_id=item.key_id, key_name=item.key_name, finding=finding, action=item.action)
+                    if anyone_wants(session, "finding.created"):
+                        emit(
+                            session,
+                            "finding.created",
+                            item.key_id,
+                            {
+                                "finding_id": finding.id,
+                                "case_id": finding.case_id,
+                                "key_id": item.key_id,
+                                "key_name": item.key_name,
+                                "detector": finding.detector,
+                                "severity": finding.severity,
+                                "summary": summary,
+                                "action": item.action,
+                                "evidence": evidence,
+                            },
+                        )
         except IntegrityError:
             return None
         return row.id

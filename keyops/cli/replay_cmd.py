@@ -66,6 +66,7 @@ def run_replay(service: DetectionService, path: str, *, progress: bool) -> tuple
             problems.append(f"line {lines[i]}: {reason}")
         total.findings.extend(result.findings)
         total.actions.extend(result.actions)
+        total.notifications.extend(result.notifications)
         batch.clear()
         lines.clear()
 
@@ -104,6 +105,7 @@ def run_replay(service: DetectionService, path: str, *, progress: bool) -> tuple
     final = service.flush()
     total.findings.extend(final.findings)
     total.actions.extend(final.actions)
+    total.notifications.extend(final.notifications)
     return accepted, total, problems
 
 

@@ -23,7 +23,11 @@ from keyops.domain.windows import RotationWindow, parse_window
 
 ACTIONS = ("none", "notify", "rotate", "suspend", "revoke")
 SEVERITIES = ("low", "medium", "high", "critical")
-ENFORCEMENT_MODES = ("monitor", "enforce")
+#: ``enforce``: act on the key and tell people (cases reach the sinks);
+#: ``monitor``: act on no key, but tell people (a human decides);
+#: ``shadow``: act on no key and tell no one; decisions and cases are only
+#: recorded, for calibrating a profile on real traffic before enforcing it.
+ENFORCEMENT_MODES = ("monitor", "enforce", "shadow")
 DETECTORS = ("volume", "concurrency", "network", "templated", "reasoning", "harvesting", "coordinated")
 
 

@@ -28,11 +28,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from keyops.config import DetectionSettings
+from keyops.config import DETECTION_ENFORCEMENT, DetectionSettings
 from keyops.detect.config import DetectorConfig
 from keyops.detect.engine import Engine, Output
 from keyops.detect.events import MAX_FUTURE_SECONDS, MAX_PROMPT_CHARS, UsageEvent, parse_event
-from keyops.detect.model import ActionRecord, FindingRecord, KeyMeta
+from keyops.detect.model import ActionRecord, CaseNotice, FindingRecord, KeyMeta
 from keyops.domain.durations import parse_duration
 from keyops.domain.specs import SpecError, parse_profile
 from keyops.errors import KeyOpsError
@@ -49,10 +49,12 @@ PROFILE_TTL = 60.0
 @dataclass
 class IngestResult:
     """What one call produced: findings (persisted unless dry run), actions
-    (applied unless dry run or monitor mode), and rejected events by index."""
+    (applied unless dry run, monitor or shadow mode), case notices (sent
+    unless dry run or shadow), and rejected events by index."""
 
     findings: list[FindingRecord] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
+    notifications: list[CaseNotice] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     #: Findings the database refused (logged; the rest were stored).
     unrecorded: int = 0
@@ -60,6 +62,7 @@ class IngestResult:
     def extend(self, other: IngestResult) -> None:
         self.findings.extend(other.findings)
         self.actions.extend(other.actions)
+        self.notifications.extend(other.notifications)
         self.rejected.extend(other.rejected)
         self.unrecorded += other.unrecorded
 
@@ -77,8 +80,13 @@ class DetectionService:
         dry_run: bool = False,
         max_future: float = MAX_FUTURE_SECONDS,
         max_prompt_chars: int = MAX_PROMPT_CHARS,
+        enforcement: str = "profile",
     ) -> None:
+        if enforcement not in DETECTION_ENFORCEMENT:
+            raise ValueError(f"enforcement must be one of {', '.join(DETECTION_ENFORCEMENT)}")
         self._sessions = sessions
+        #: "shadow" forces every decision into shadow mode, whatever its profile says.
+        self.enforcement = enforcement
         #: The intake's limits on one event ([detection] settings): the same
         #: for the live intake and for replay, so both reject the same events.
         self.max_future = max_future
@@ -105,6 +113,7 @@ class DetectionService:
             dry_run=dry_run,
             max_future=self.max_future,
             max_prompt_chars=self.max_prompt_chars,
+            enforcement=self.enforcement,
         )
 
     @classmethod
@@ -120,6 +129,7 @@ class DetectionService:
             idle_forget=float(parse_duration(settings.idle_forget)),
             max_future=float(parse_duration(settings.max_future)),
             max_prompt_chars=settings.max_prompt_chars,
+            enforcement=settings.enforcement,
         )
 
     def parse(self, doc: Any, *, now: float | None) -> UsageEvent | str:
@@ -172,15 +182,26 @@ class DetectionService:
         return result
 
     def _finish(self, out: Output, result: IngestResult) -> None:
-        """Persist the findings, then apply the actions, each on its own: a
-        finding the database refuses (or an action that fails) is logged and
-        counted, and never costs another key its finding or its action."""
+        """Persist the findings and the cases' notices, then apply the
+        actions, each on its own: a finding the database refuses (or an
+        action that fails) is logged and counted, and never costs another
+        key its finding or its action."""
+        if self.enforcement == "shadow":
+            for action in out.actions:
+                action.enforcement = "shadow"
+            for notice in out.notifications:
+                notice.enforcement = "shadow"
         result.findings.extend(out.findings)
         result.actions.extend(out.actions)
+        result.notifications.extend(out.notifications)
         if self.dry_run:
             return
+        modes = {id(n.finding): n.enforcement for n in out.notifications if n.finding is not None}
+        modes.update({id(a.finding): a.enforcement for a in out.actions})
+        if self.enforcement == "shadow":
+            modes.update({id(f): "shadow" for f in out.findings if f.action != "none"})
         try:
-            result.unrecorded += self.findings.record(out.findings)
+            result.unrecorded += self.findings.record(out.findings, out.notifications, modes)
         except SQLAlchemyError as exc:
             result.unrecorded += len(out.findings)
             log.warning("findings not stored", extra={"count": len(out.findings), "error": type(exc).__name__})
