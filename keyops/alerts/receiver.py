@@ -50,8 +50,8 @@ from keyops.domain.redact import bounded, redact
 from keyops.domain.states import VersionState
 from keyops.inventory.models import Finding, InboundAlert, Key, KeyVersion
 from keyops.inventory.types import utcnow
-from keyops.lifecycle.keys import KeyService
 from keyops.lifecycle.cases import note_alert
+from keyops.lifecycle.keys import KeyService
 from keyops.notify.outbox import anyone_wants, emit
 
 log = logging.getLogger("keyops.alerts")

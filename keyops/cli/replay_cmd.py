@@ -4,8 +4,9 @@ The file holds JSON lines in the ``/v1/usage`` event shape. Each line goes
 through the daemon's own parser (``keyops.detect.events.parse_event``) and
 the same detection service, so what replay reports is what the live daemon
 would have done. ``--dry-run`` reports without persisting findings or
-touching keys. Malformed lines are reported with their line numbers and
-skipped.
+touching keys: per key, the actions it would take with their evidence, and
+the cases it would open. Malformed lines are reported with their line
+numbers and skipped.
 
 Replay tolerates events up to ``REPLAY_LATENESS`` out of order (a log merged
 from several gateways); the order of processing, and so every finding, is
@@ -25,6 +26,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from keyops.cli.context import state
+from keyops.cli.evidence import cut, key_lines
 from keyops.cli.output import console, print_json, print_table
 from keyops.detect import cloudtrail
 from keyops.detect.events import UsageEvent
@@ -114,6 +116,45 @@ def _action_doc(action: Any) -> dict[str, Any]:
     return doc
 
 
+def plan_by_key(result: IngestResult, width: int = 80) -> list[dict[str, Any]]:
+    """Per key, in order of its first action: every action the replay
+    decided (action, severity, event time, mode) with the evidence summary
+    and the finding's key evidence lines."""
+    keys: dict[str, dict[str, Any]] = {}
+    for a in result.actions:
+        entry = keys.setdefault(a.key_id, {"key_id": a.key_id, "key_name": a.key_name, "actions": []})
+        entry["actions"].append(
+            {
+                "action": a.action,
+                "severity": a.severity,
+                "at": iso(a.at),
+                "enforcement": a.enforcement,
+                "summary": a.finding.summary,
+                "detector": a.finding.detector,
+                "evidence": key_lines(a.finding.evidence, width),
+            }
+        )
+    return list(keys.values())
+
+
+def _print_plan(result: IngestResult) -> None:
+    width = max(40, console.width)
+    for entry in plan_by_key(result, width - 6):
+        console.print(f"{entry['key_name']} ({entry['key_id']})", markup=False, highlight=False)
+        for a in entry["actions"]:
+            mode = "" if a["enforcement"] == "enforce" else f" ({a['enforcement']})"
+            console.print(f"  {a['at']}  {a['action']}{mode}  {a['severity']}", markup=False, highlight=False)
+            for line in [cut(a["summary"], width - 4), *a["evidence"]]:
+                console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
+    if result.notifications:
+        console.print("cases it would open or escalate:", markup=False, highlight=False)
+        for n in result.notifications:
+            who = n.key_name or f"cluster {str(n.cluster_id)[:8]} ({n.members} keys)"
+            shadow = " (shadow: not sent)" if n.enforcement == "shadow" else ""
+            line = f"  {iso(n.at)}  {n.kind} {n.severity}  {who}{shadow}: {n.summary}"
+            console.print(cut(line, width), markup=False, highlight=False, soft_wrap=True)
+
+
 def replay(
     ctx: typer.Context,
     file: Annotated[
@@ -143,15 +184,20 @@ def replay(
                 "dry_run": dry_run,
                 "findings": [f.to_document() for f in result.findings],
                 "actions": [_action_doc(a) for a in result.actions],
+                "notifications": [n.to_document() for n in result.notifications],
+                "keys": plan_by_key(result, width=1000),
                 "skipped": len(problems),
             }
         )
         return
     console.print(
         f"{accepted} events replayed, {len(problems)} skipped; {len(result.findings)} findings, "
-        f"{len(result.actions)} actions{' (dry run: nothing persisted or applied)' if dry_run else ''}"
+        f"{len(result.actions)} actions, {len(result.notifications)} case notices"
+        f"{' (dry run: nothing persisted or applied)' if dry_run else ''}"
     )
-    if result.actions:
+    if dry_run:
+        _print_plan(result)
+    elif result.actions:
         print_table(
             "actions",
             ["at", "key", "action", "severity", "applied", "reason"],

@@ -126,7 +126,8 @@ def test_standard_delivery_suspends_and_replay_is_refused(alert_app: App) -> Non
     assert outcome.body["keys"][0]["result"] == "suspended"
     assert key_state(alert_app, key_id) == "suspended"
     assert ("key.suspended", "alert:standard") in audit_actions(alert_app)
-    assert outbox_types(alert_app) == ["finding.created", "key.suspended"]
+    # people hear about the alert through the key's case, not a per-finding event
+    assert outbox_types(alert_app) == ["case.opened", "key.suspended"]
     [row] = inbound(alert_app)
     assert (row.source, row.delivery_id, row.verdict, row.action) == (
         "standard",
@@ -472,7 +473,11 @@ def test_a_report_of_a_retired_version_is_recorded_never_rotated(alert_app: App,
         ).scalar_one()
     assert finding.action == "notify" and finding.evidence["reported_versions"][0]["number"] == 1
     assert event.details["action"] == "notify" and "v1 is" in event.details["rule"]
-    assert "finding.created" in outbox_types(alert_app)
+    assert "case.opened" in outbox_types(alert_app) and "finding.created" not in outbox_types(alert_app)
+    with alert_app.sessions() as session:
+        case = session.execute(select(models.Case)).scalar_one()
+        assert case.key_id == key_id and case.finding_count == 1
+        assert session.get(models.Finding, finding.id).case_id == case.id
     # the current version is still acted on as before
     current = alert_app.keys.show(key_id).versions[-1]
     assert current.state == "current"
