@@ -7,8 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from keyops.cli.context import state
+from keyops.cli.evidence import cut
 from keyops.cli.findings_cmd import action_label, subject
-from keyops.cli.output import console, print_json, print_table, short_time
+from keyops.cli.output import console, print_json, short_time
 
 app = typer.Typer(help="Cases: one per key or cluster episode, gathering its findings.", no_args_is_help=True)
 
@@ -31,27 +32,23 @@ def cases_list(
     limit: Annotated[int, typer.Option("--limit", help="At most this many, most recent first.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """List cases, the most recently active first."""
+    """List cases, the most recently active first: two lines each (id,
+    severity, status, decision; then last activity, key, findings, summary)."""
     items = state(ctx).app().detection.findings.cases.list(status=status, limit=limit)
     if as_json:
         print_json(items)
         return
-    print_table(
-        None,
-        ["id", "last seen", "key", "severity", "status", "action", "findings"],
-        [
-            (
-                c["id"],
-                short_time(c["last_seen_at"])[:16],
-                _who(c),
-                c["severity"],
-                c["status"],
-                action_label(c["action"], c["enforcement"]),
-                c["finding_count"],
-            )
-            for c in items
-        ],
-    )
+    if not items:
+        console.print("no cases", markup=False, highlight=False)
+        return
+    width = max(40, console.width)
+    for c in items:
+        action = action_label(c["action"], c["enforcement"])
+        head = f"{c['id']}  {c['severity']:<8}  {c['status']:<12}  {action}"
+        count = f"{c['finding_count']} finding{'s' if c['finding_count'] != 1 else ''}"
+        detail = f"  {short_time(c['last_seen_at'])[:19]} · {_who(c)} · {count} · {c['summary']}"
+        console.print(head, markup=False, highlight=False)
+        console.print(cut(detail, width), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("show")
@@ -71,21 +68,13 @@ def cases_show(ctx: typer.Context, case_id: CaseId, as_json: JsonOpt = False) ->
     ]
     for line in lines:
         console.print(line, markup=False, highlight=False)
-    if doc["findings"]:
-        print_table(
-            "findings",
-            ["id", "at", "detector", "severity", "action"],
-            [
-                (
-                    f["id"],
-                    short_time(f["at"])[:19],
-                    f["detector"],
-                    f["severity"],
-                    action_label(f["action"], f.get("enforcement")),
-                )
-                for f in doc["findings"]
-            ],
-        )
+    width = max(40, console.width)
+    console.print(f"findings ({len(doc['findings'])}):", markup=False, highlight=False)
+    for f in doc["findings"]:
+        action = action_label(f["action"], f.get("enforcement"))
+        console.print(f"  {f['id']}  {f['severity']:<8}  {action}", markup=False, highlight=False)
+        detail = f"    {short_time(f['at'])[:19]} · {f['detector']} · {f['summary']}"
+        console.print(cut(detail, width), markup=False, highlight=False, soft_wrap=True)
 
 
 def _set(ctx: typer.Context, case_id: str, status: str, as_json: bool) -> None:

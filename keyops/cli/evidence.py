@@ -23,8 +23,11 @@ _COMBINED = {"profile", "levels", "decision", "detectors"}
 
 
 def cut(text: str, width: int) -> str:
-    """One line of at most ``width`` characters (newlines flattened)."""
-    line = " ".join(str(text).split())
+    """One line of at most ``width`` characters (inner whitespace and
+    newlines flattened, the indentation kept)."""
+    text = str(text)
+    body = text.lstrip(" ")
+    line = text[: len(text) - len(body)] + " ".join(body.split())
     return line if len(line) <= width else line[: max(width - 1, 1)] + "…"
 
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from keyops.cli.context import state
-from keyops.cli.evidence import evidence_lines
-from keyops.cli.output import console, print_json, print_table, short_time
+from keyops.cli.evidence import cut, evidence_lines
+from keyops.cli.output import console, print_json, short_time
 
 app = typer.Typer(help="Detector findings: what was seen, with evidence.", no_args_is_help=True)
 
@@ -41,28 +41,23 @@ def findings_list(
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """List findings, newest first (case: the first characters of its id)."""
+    """List findings, newest first: two lines each (id, severity, action;
+    then time, key, detector, case and summary), to fit 80 columns."""
     items = state(ctx).app().detection.findings.list(key=key, case=case, limit=limit)
     if as_json:
         print_json(items)
         return
-    print_table(
-        None,
-        ["id", "at", "key", "detector", "severity", "action", "case", "summary"],
-        [
-            (
-                f["id"],
-                short_time(f["at"]),
-                subject(f),
-                f["detector"],
-                f["severity"],
-                action_label(f["action"], f.get("enforcement")),
-                short_id(f.get("case_id")),
-                f["summary"],
-            )
-            for f in items
-        ],
-    )
+    if not items:
+        console.print("no findings", markup=False, highlight=False)
+        return
+    width = max(40, console.width)
+    for f in items:
+        action = action_label(f["action"], f.get("enforcement"))
+        head = f"{f['id']}  {f['severity']:<8}  {action}"
+        case = f"case {short_id(f.get('case_id'))}" if f.get("case_id") else "no case"
+        detail = f"  {short_time(f['at'])[:19]} · {subject(f)} · {f['detector']} · {case} · {f['summary']}"
+        console.print(head, markup=False, highlight=False)
+        console.print(cut(detail, width), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("show")

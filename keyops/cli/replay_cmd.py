@@ -193,9 +193,9 @@ def replay(
     console.print(
         f"{accepted} events replayed, {len(problems)} skipped; {len(result.findings)} findings, "
         f"{len(result.actions)} actions, {len(result.notifications)} case notices"
-        f"{' (dry run: nothing persisted or applied)' if dry_run else ''}"
     )
     if dry_run:
+        console.print("dry run: nothing persisted or applied; what it would do, per key:")
         _print_plan(result)
     elif result.actions:
         print_table(

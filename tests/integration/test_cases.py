@@ -137,9 +137,7 @@ def case_row(app: App, case_id: str) -> models.Case:
         return row
 
 
-def test_a_notice_opens_one_case_its_findings_join_and_people_get_one_message(
-    case_app: App, sink: Receiver
-) -> None:
+def test_a_notice_opens_one_case_its_findings_join_and_people_get_one_message(case_app: App, sink: Receiver) -> None:
     key = issue(case_app)
     case_app.notify.deliver_due()  # nothing about issuing reaches these sinks' defaults but key events
     sink.accepted.clear()
@@ -285,5 +283,5 @@ def test_shadow_records_the_decision_and_the_case_acts_on_nothing_tells_nobody(
 def test_a_bad_global_enforcement_setting_is_one_clear_error(env: dict[str, str]) -> None:
     from keyops.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="detection.enforcement must be one of profile, shadow"):
+    with pytest.raises(ConfigError, match=r"detection\.enforcement must be one of profile, shadow"):
         load_settings(env={**env, "KEYOPS_DETECTION_ENFORCEMENT": "loud"})

@@ -145,9 +145,7 @@ def test_bad_and_unknown_events_are_rejected_and_change_nothing(app: App, traffi
 
 
 @pytest.mark.parametrize("mode", ["monitor", "shadow"])
-def test_per_key_override_to_monitor_or_shadow_records_but_does_not_act(
-    app: App, traffic: Traffic, mode: str
-) -> None:
+def test_per_key_override_to_monitor_or_shadow_records_but_does_not_act(app: App, traffic: Traffic, mode: str) -> None:
     proxy = [k for k in traffic.keys if k.scenario == "attack-proxy-mix"]
     subset = Traffic(seed=traffic.seed, days=traffic.days, keys=proxy)
     subset.events = [e for e in traffic.events if e["_key"] == proxy[0].name]
