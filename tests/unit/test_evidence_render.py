@@ -15,10 +15,8 @@ DETECTOR = {
 
 
 def test_a_combined_finding_renders_each_detector_as_a_block() -> None:
-    lines = evidence_lines(
-        {"profile": "chat", "levels": {"reasoning": "high"}, "decision": "suspend", "detectors": {"reasoning": DETECTOR}},
-        width=60,
-    )
+    combined = {"profile": "chat", "levels": {"reasoning": "high"}, "decision": "suspend"}
+    lines = evidence_lines({**combined, "detectors": {"reasoning": DETECTOR}}, width=60)
     assert lines[:3] == ["profile: chat", "levels: reasoning=high", "decision: suspend"]
     assert lines[3] == "reasoning"
     assert "  judged against: share_median=0.0213, windows=288" in lines
