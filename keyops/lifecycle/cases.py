@@ -46,8 +46,13 @@ def _short(text: str) -> str:
     return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "…"
 
 
+def action_rank(action: str) -> int:
+    """Ladder order; an alert's ``rotate_now`` ranks with ``rotate``."""
+    return ACTION_RANK.get("rotate" if action == "rotate_now" else action, 0)
+
+
 def _stronger(a: str, b: str) -> str:
-    return a if ACTION_RANK.get(a, 0) >= ACTION_RANK.get(b, 0) else b
+    return a if action_rank(a) >= action_rank(b) else b
 
 
 @dataclass
@@ -83,13 +88,14 @@ def _locked(session: Session, case_id: str) -> models.Case | None:
     return session.execute(stmt).scalar_one_or_none()
 
 
-def upsert_notice(session: Session, notice: CaseNotice) -> NoticeOutcome:
+def upsert_notice(session: Session, notice: CaseNotice, *, news: bool = False) -> NoticeOutcome:
     """Create or update the notice's case (the caller's transaction).
 
     A notice never lowers a case's severity. A notice above what the case
     already announced reopens a closed case and is due to be sent (unless
     shadow); one at or below it (the same notice again) changes nothing
-    people see."""
+    people see. ``news`` makes it due all the same (an alert whose decision
+    is stronger than the case's so far)."""
     at = datetime.fromtimestamp(notice.at, UTC)
     case = _locked(session, notice.case_id)
     if case is None:
@@ -117,7 +123,7 @@ def upsert_notice(session: Session, notice: CaseNotice) -> NoticeOutcome:
             if case is None:
                 raise
     previous = case.noticed_severity
-    due = severity_rank(notice.severity) > severity_rank(previous)
+    due = news or severity_rank(notice.severity) > severity_rank(previous)
     if severity_rank(notice.severity) >= severity_rank(case.severity):
         case.severity = notice.severity
         case.summary = _short(notice.summary)
@@ -127,7 +133,8 @@ def upsert_notice(session: Session, notice: CaseNotice) -> NoticeOutcome:
     if at > case.last_seen_at:
         case.last_seen_at = at
     if due:
-        case.noticed_severity = notice.severity
+        if severity_rank(notice.severity) > severity_rank(previous):
+            case.noticed_severity = notice.severity
         if case.status == "closed":
             case.status = "open"
     session.flush()
@@ -195,8 +202,11 @@ def note_alert(
 ) -> None:
     """An inbound alert (a leak report, a monitoring alarm) about a key:
     it joins the key's live case, escalating it when the alert is more
-    severe, or opens a new case; either way one message when it is news."""
+    severe, or opens a new case. It is news (one message) when it opens the
+    case, raises its severity, or decides more than the case had (a leak
+    report that rotates a key whose case so far only told people)."""
     live = live_case_for(session, key_id=key_id, cluster_id=None)
+    stronger = live is not None and action_rank(action) > action_rank(live.action)
     notice = CaseNotice(
         case_id=live.id if live is not None else uuid7(),
         kind="escalated" if live is not None else "opened",
@@ -209,7 +219,7 @@ def note_alert(
         action=action,
         enforcement="enforce",
     )
-    outcome = upsert_notice(session, notice)
+    outcome = upsert_notice(session, notice, news=stronger)
     finding.case_id = outcome.case_id
     session.flush()
     join(session, outcome.case_id, finding.observed_at)

@@ -536,3 +536,28 @@ def test_an_unknown_requested_action_is_refused_and_nothing_is_stored(alert_app:
     )
     assert am.status == 400 and am.body["error"] == "unknown_action"
     assert snapshot(alert_app) == before
+
+
+def test_alerts_about_one_key_gather_in_its_case_and_repeat_no_message(alert_app: App) -> None:
+    key_id, _ = issue(alert_app)
+
+    def send(severity: str, action: str) -> None:
+        headers, body = vendors.standard_delivery(
+            {"key_id": key_id, "severity": severity, "action": action, "reason": "odd traffic"}
+        )
+        assert alert_app.alerts.receive("standard", headers, body).status == 200
+
+    send("high", "notify")
+    send("high", "notify")  # the same news again: recorded in the case, nobody told twice
+    send("medium", "notify")
+    assert [t for t in outbox_types(alert_app) if t.startswith("case.")] == ["case.opened"]
+    send("high", "suspend")  # a stronger decision is news
+    send("critical", "notify")  # so is a higher severity
+    assert [t for t in outbox_types(alert_app) if t.startswith("case.")] == [
+        "case.opened",
+        "case.escalated",
+        "case.escalated",
+    ]
+    with alert_app.sessions() as session:
+        [case] = session.execute(select(models.Case)).scalars().all()
+        assert (case.key_id, case.finding_count, case.severity, case.action) == (key_id, 5, "critical", "suspend")
