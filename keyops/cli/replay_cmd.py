@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from keyops.cli.context import state
 from keyops.cli.evidence import cut, key_lines
-from keyops.cli.output import console, print_json, print_table
+from keyops.cli.output import console, print_json
 from keyops.detect import cloudtrail
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import iso
@@ -132,22 +132,27 @@ def plan_by_key(result: IngestResult, width: int = 80) -> list[dict[str, Any]]:
                 "summary": a.finding.summary,
                 "detector": a.finding.detector,
                 "evidence": key_lines(a.finding.evidence, width),
+                "applied": a.applied,
+                "outcome": a.outcome,
             }
         )
     return list(keys.values())
 
 
-def _print_plan(result: IngestResult) -> None:
+def _print_plan(result: IngestResult, *, dry_run: bool) -> None:
     width = max(40, console.width)
     for entry in plan_by_key(result, width - 6):
         console.print(f"{entry['key_name']} ({entry['key_id']})", markup=False, highlight=False)
         for a in entry["actions"]:
             mode = "" if a["enforcement"] == "enforce" else f" ({a['enforcement']})"
-            console.print(f"  {a['at']}  {a['action']}{mode}  {a['severity']}", markup=False, highlight=False)
+            done = "" if dry_run else f"  → {a['outcome'] or ('done' if a['applied'] else 'not applied')}"
+            head = f"  {a['at']}  {a['action']}{mode}  {a['severity']}{done}"
+            console.print(cut(head, width), markup=False, highlight=False, soft_wrap=True)
             for line in [cut(a["summary"], width - 4), *a["evidence"]]:
                 console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
     if result.notifications:
-        console.print("cases it would open or escalate:", markup=False, highlight=False)
+        what = "cases it would open or escalate:" if dry_run else "cases opened or escalated:"
+        console.print(what, markup=False, highlight=False)
         for n in result.notifications:
             who = n.key_name or f"cluster {str(n.cluster_id)[:8]} ({n.members} keys)"
             shadow = " (shadow: not sent)" if n.enforcement == "shadow" else ""
@@ -196,13 +201,4 @@ def replay(
     )
     if dry_run:
         console.print("dry run: nothing persisted or applied; what it would do, per key:")
-        _print_plan(result)
-    elif result.actions:
-        print_table(
-            "actions",
-            ["at", "key", "action", "severity", "applied", "reason"],
-            [
-                (iso(a.at), a.key_name, a.action, a.severity, "yes" if a.applied else "no", a.reason)
-                for a in result.actions
-            ],
-        )
+    _print_plan(result, dry_run=dry_run)
