@@ -118,9 +118,7 @@ def make_state(app: App, *, worker_id: str) -> ApiState:
         redis_client = aioredis.from_url(settings.url, **client_options(settings, asynchronous=True))
         health = RedisHealth.from_settings(settings)
         buckets = ResilientBuckets(RedisBuckets(redis_client, settings.key_prefix), LocalBuckets(), health)
-    return ApiState(
-        app=app, sync=sync, buckets=buckets, worker_id=worker_id, redis=redis_client, redis_health=health
-    )
+    return ApiState(app=app, sync=sync, buckets=buckets, worker_id=worker_id, redis=redis_client, redis_health=health)
 
 
 def _sqlite_reader(app: App) -> Any:

@@ -60,12 +60,12 @@ def test_serve_keeps_verifying_while_redis_is_down(
     assert late.verify(token, key)["code"] == "VALID"
 
     redis_server.start()
+
+    def recovered(replica: Served) -> bool:
+        return replica.http.get("/readyz").json()["degraded"] is False
+
     for replica in (server, late):
-        wait_for(
-            lambda r=replica: r.http.get("/readyz").json()["degraded"] is False,
-            timeout=15,
-            what="Redis seen back without a restart",
-        )
+        wait_for(lambda r=replica: recovered(r), timeout=15, what="Redis seen back without a restart")
         assert "keyops_redis_fanout_up 1" in replica.http.get("/metrics").text
     assert server.terminate() < 8
     assert "Traceback" not in server.logs()

@@ -76,7 +76,9 @@ class Gateway:
 
     def verify(self, key: str, headers: dict[str, str] | None = None) -> tuple[int, Any, float]:
         started = time.monotonic()
-        answer = self.client.post("/v1/keys/verify", content=orjson.dumps({"key": key}), headers=headers or self.headers)
+        answer = self.client.post(
+            "/v1/keys/verify", content=orjson.dumps({"key": key}), headers=headers or self.headers
+        )
         return answer.status_code, answer.json(), time.monotonic() - started
 
 
