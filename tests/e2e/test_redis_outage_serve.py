@@ -5,6 +5,7 @@ noticed without a restart."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,7 +66,7 @@ def test_serve_keeps_verifying_while_redis_is_down(
         return replica.http.get("/readyz").json()["degraded"] is False
 
     for replica in (server, late):
-        wait_for(lambda r=replica: recovered(r), timeout=15, what="Redis seen back without a restart")
+        wait_for(functools.partial(recovered, replica), timeout=15, what="Redis seen back without a restart")
         assert "keyops_redis_fanout_up 1" in replica.http.get("/metrics").text
     assert server.terminate() < 8
     assert "Traceback" not in server.logs()
