@@ -168,6 +168,14 @@ class RedisSettings:
     #: redis://host:6379/0; empty = no Redis (per-process buckets).
     url: str = ""
     key_prefix: str = "keyops:"
+    #: Milliseconds to connect or wait for an answer before a Redis call counts
+    #: as failed (verify then uses this process's own buckets).
+    timeout_ms: int = 250
+    #: Consecutive failed Redis calls that open the circuit breaker (Redis is
+    #: then skipped, and buckets are per process, until a probe succeeds).
+    breaker_failures: int = 3
+    #: How long the open breaker skips Redis before letting one probe through.
+    breaker_cooldown: str = "5s"
 
 
 @dataclass
@@ -547,6 +555,20 @@ def _validate_daemon(settings: Settings) -> None:
         raise ConfigError("setting server.last_use_flush must be at least 1s")
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
+    _validate_redis(settings.redis)
+
+
+def _validate_redis(redis: RedisSettings) -> None:
+    if not 10 <= redis.timeout_ms <= 60000:
+        raise ConfigError(f"setting redis.timeout_ms must be between 10 and 60000, got {redis.timeout_ms}")
+    if not 1 <= redis.breaker_failures <= 1000:
+        raise ConfigError(f"setting redis.breaker_failures must be between 1 and 1000, got {redis.breaker_failures}")
+    try:
+        cooldown = parse_duration(redis.breaker_cooldown)
+    except ValueError as exc:
+        raise ConfigError(f"setting redis.breaker_cooldown: {exc}") from None
+    if not 1 <= cooldown <= 3600:
+        raise ConfigError("setting redis.breaker_cooldown must be between 1s and 1h")
 
 
 def _validate_events(settings: Settings) -> None:

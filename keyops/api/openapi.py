@@ -192,6 +192,11 @@ DOCUMENT: dict[str, Any] = {
         "/readyz": {
             "get": {
                 "summary": "Readiness: database reachable, verify cache loaded, destinations configured.",
+                "description": (
+                    "Redis is reported in checks.redis and checks.redis_fanout but does not decide readiness:"
+                    " while it is down verify uses per-process rate-limit buckets and the answer says"
+                    ' "degraded": true.'
+                ),
                 "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready; checks say why."}},
             }
         },

@@ -59,14 +59,30 @@ def _destinations_problem(state: ApiState, kinds: list[str]) -> str | None:
     return None
 
 
+async def _redis_checks(state: ApiState) -> dict[str, str]:
+    """``redis`` (a PING within ``redis.timeout_ms``, or "down" while the
+    breaker is open) and ``redis_fanout`` (the pub/sub subscription)."""
+    health = state.redis_health
+    if health is None:
+        return {"redis": "not configured"}
+    answered = await health.ping(state.redis)
+    return {"redis": "ok" if answered else "down", "redis_fanout": "ok" if health.fanout_up else "down"}
+
+
 async def readyz(request: Request) -> Response:
-    """Readiness: database reachable, verify cache loaded, destinations configured."""
+    """Readiness: database reachable, verify cache loaded, destinations configured.
+
+    Redis is reported but does not decide readiness: without it verify still
+    answers (per-process rate-limit buckets), so a Redis outage makes every
+    replica ``degraded`` rather than taking them all out of the load balancer.
+    """
     state: ApiState = request.app.state.keyops
     checks = await run_in_threadpool(_checks, state)
     ready = all(v.startswith("ok") for v in checks.values())
-    return Response(
-        orjson.dumps({"ready": ready, "checks": checks}), status_code=200 if ready else 503, media_type=_JSON
-    )
+    redis = await _redis_checks(state)
+    degraded = any(v == "down" for v in redis.values())
+    body = {"ready": ready, "degraded": degraded, "checks": {**checks, **redis}}
+    return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type=_JSON)
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -76,8 +92,14 @@ async def metrics_endpoint(request: Request) -> Response:
         if denied is not None:
             return denied
     figures = await run_in_threadpool(state.metrics.inventory_figures, state.app.engine)
+    if state.redis_health is not None:
+        await state.redis_health.ping(state.redis)  # so keyops_redis_up is current even without traffic
     body = metrics_mod.render(
-        state.metrics, cache_states=state.sync.cache.states(), cache_keys=len(state.sync.cache), figures=figures
+        state.metrics,
+        cache_states=state.sync.cache.states(),
+        cache_keys=len(state.sync.cache),
+        figures=figures,
+        redis=state.redis_health,
     )
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
