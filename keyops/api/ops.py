@@ -69,12 +69,20 @@ async def readyz(request: Request) -> Response:
     )
 
 
+def _private(request: Request) -> Response | None:
+    """``server.public_metrics = false`` keeps /metrics and /openapi.json for
+    admin tokens: both tell a stranger what this deployment runs and exposes."""
+    state: ApiState = request.app.state.keyops
+    if state.app.settings.server.public_metrics:
+        return None
+    return state.authorize(request, "admin")
+
+
 async def metrics_endpoint(request: Request) -> Response:
     state: ApiState = request.app.state.keyops
-    if not state.app.settings.server.public_metrics:
-        denied = state.authorize(request, "admin")
-        if denied is not None:
-            return denied
+    denied = _private(request)
+    if denied is not None:
+        return denied
     figures = await run_in_threadpool(state.metrics.inventory_figures, state.app.engine)
     body = metrics_mod.render(
         state.metrics, cache_states=state.sync.cache.states(), cache_keys=len(state.sync.cache), figures=figures
@@ -82,5 +90,8 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def openapi(_request: Request) -> Response:
+async def openapi(request: Request) -> Response:
+    denied = _private(request)
+    if denied is not None:
+        return denied
     return Response(_OPENAPI, media_type=_JSON)
