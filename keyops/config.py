@@ -201,6 +201,9 @@ class StandardAlertSettings:
     enabled: bool = False
     #: Signing secrets, ``whsec_<base64>`` (several while a secret rotates).
     secrets: list[str] = field(default_factory=list)
+    #: Also require a keyops API token with scope ``alerts:standard`` (or ``alerts:*``)
+    #: in ``Authorization: Bearer``: revocable, audited, stored only hashed.
+    require_token: bool = False
 
 
 @dataclass
@@ -208,6 +211,9 @@ class AlertmanagerAlertSettings:
     """Prometheus Alertmanager ``webhook_configs`` (payload version 4)."""
 
     enabled: bool = False
+    #: The bearer credential is a keyops API token with scope ``alerts:alertmanager``
+    #: (then leave bearer_token and basic_* empty: one Authorization header).
+    require_token: bool = False
     #: Alertmanager's ``http_config.authorization.credentials`` (Bearer).
     bearer_token: str = ""
     #: Or ``http_config.basic_auth``.
@@ -229,6 +235,9 @@ class GrafanaAlertSettings:
     #: The contact point's ``hmacConfig.timestampHeader``; when set, deliveries
     #: must carry it (signed as ``<timestamp>:<body>``) within the tolerance.
     timestamp_header: str = ""
+    #: Require a keyops API token with scope ``alerts:grafana`` as the bearer
+    #: credential (beside the HMAC, if set; bearer_token and basic_* stay empty).
+    require_token: bool = False
     bearer_token: str = ""
     basic_username: str = ""
     basic_password: str = ""
@@ -248,6 +257,9 @@ class SnsAlertSettings:
     key_dimensions: list[str] = field(default_factory=lambda: ["KeyopsKey", "KeyName", "KeyId", "AccessKeyId"])
     #: SNS retries keep the original Timestamp, so allow more than the default.
     tolerance: str = "1h"
+    #: Accepted ``SignatureVersion`` values: "1" (RSA with SHA-1, the topics'
+    #: default) and "2" (SHA-256). ``["2"]`` refuses SHA-1 signatures.
+    signature_versions: list[str] = field(default_factory=lambda: ["1", "2"])
 
 
 @dataclass
@@ -602,11 +614,22 @@ def _validate_events(settings: Settings) -> None:
         source = getattr(alerts, name)
         has_basic = bool(source.basic_username and source.basic_password)
         has_hmac = bool(getattr(source, "hmac_secret", ""))
-        if source.enabled and not (source.bearer_token or has_basic or has_hmac):
-            what = "hmac_secret, bearer_token or basic_username/basic_password"
+        if source.require_token and (source.bearer_token or source.basic_username or source.basic_password):
+            raise ConfigError(
+                f"settings alerts.{name}.require_token and alerts.{name}.bearer_token/basic_* both need the one "
+                f"Authorization header: give the sender a keyops token (scope alerts:{name}) and leave them empty"
+            )
+        if source.enabled and not (source.bearer_token or has_basic or has_hmac or source.require_token):
+            what = "hmac_secret, bearer_token, basic_username/basic_password or require_token"
             if name == "alertmanager":
-                what = "bearer_token or basic_username/basic_password"
+                what = "bearer_token, basic_username/basic_password or require_token"
             raise ConfigError(f"setting alerts.{name} is enabled without credentials: set {what}")
+    versions = alerts.sns.signature_versions
+    if not versions or any(v not in ("1", "2") for v in versions):
+        raise ConfigError(
+            f'setting alerts.sns.signature_versions must list SNS SignatureVersion values "1" and/or "2", '
+            f"got {versions!r}"
+        )
     if alerts.sns.enabled and not alerts.sns.topic_arns:
         raise ConfigError("setting alerts.sns.topic_arns is empty: list the SNS topic ARNs to accept")
     for arn in alerts.sns.topic_arns:

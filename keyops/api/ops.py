@@ -85,12 +85,20 @@ async def readyz(request: Request) -> Response:
     return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type=_JSON)
 
 
+def _private(request: Request) -> Response | None:
+    """``server.public_metrics = false`` keeps /metrics and /openapi.json for
+    admin tokens: both tell a stranger what this deployment runs and exposes."""
+    state: ApiState = request.app.state.keyops
+    if state.app.settings.server.public_metrics:
+        return None
+    return state.authorize(request, "admin")
+
+
 async def metrics_endpoint(request: Request) -> Response:
     state: ApiState = request.app.state.keyops
-    if not state.app.settings.server.public_metrics:
-        denied = state.authorize(request, "admin")
-        if denied is not None:
-            return denied
+    denied = _private(request)
+    if denied is not None:
+        return denied
     figures = await run_in_threadpool(state.metrics.inventory_figures, state.app.engine)
     if state.redis_health is not None:
         await state.redis_health.ping(state.redis)  # so keyops_redis_up is current even without traffic
@@ -104,5 +112,8 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def openapi(_request: Request) -> Response:
+async def openapi(request: Request) -> Response:
+    denied = _private(request)
+    if denied is not None:
+        return denied
     return Response(_OPENAPI, media_type=_JSON)
