@@ -168,6 +168,14 @@ class RedisSettings:
     #: redis://host:6379/0; empty = no Redis (per-process buckets).
     url: str = ""
     key_prefix: str = "keyops:"
+    #: Milliseconds to connect or wait for an answer before a Redis call counts
+    #: as failed (verify then uses this process's own buckets).
+    timeout_ms: int = 250
+    #: Consecutive failed Redis calls that open the circuit breaker (Redis is
+    #: then skipped, and buckets are per process, until a probe succeeds).
+    breaker_failures: int = 3
+    #: How long the open breaker skips Redis before letting one probe through.
+    breaker_cooldown: str = "5s"
 
 
 @dataclass
@@ -193,6 +201,9 @@ class StandardAlertSettings:
     enabled: bool = False
     #: Signing secrets, ``whsec_<base64>`` (several while a secret rotates).
     secrets: list[str] = field(default_factory=list)
+    #: Also require a keyops API token with scope ``alerts:standard`` (or ``alerts:*``)
+    #: in ``Authorization: Bearer``: revocable, audited, stored only hashed.
+    require_token: bool = False
 
 
 @dataclass
@@ -200,6 +211,9 @@ class AlertmanagerAlertSettings:
     """Prometheus Alertmanager ``webhook_configs`` (payload version 4)."""
 
     enabled: bool = False
+    #: The bearer credential is a keyops API token with scope ``alerts:alertmanager``
+    #: (then leave bearer_token and basic_* empty: one Authorization header).
+    require_token: bool = False
     #: Alertmanager's ``http_config.authorization.credentials`` (Bearer).
     bearer_token: str = ""
     #: Or ``http_config.basic_auth``.
@@ -221,6 +235,9 @@ class GrafanaAlertSettings:
     #: The contact point's ``hmacConfig.timestampHeader``; when set, deliveries
     #: must carry it (signed as ``<timestamp>:<body>``) within the tolerance.
     timestamp_header: str = ""
+    #: Require a keyops API token with scope ``alerts:grafana`` as the bearer
+    #: credential (beside the HMAC, if set; bearer_token and basic_* stay empty).
+    require_token: bool = False
     bearer_token: str = ""
     basic_username: str = ""
     basic_password: str = ""
@@ -240,6 +257,9 @@ class SnsAlertSettings:
     key_dimensions: list[str] = field(default_factory=lambda: ["KeyopsKey", "KeyName", "KeyId", "AccessKeyId"])
     #: SNS retries keep the original Timestamp, so allow more than the default.
     tolerance: str = "1h"
+    #: Accepted ``SignatureVersion`` values: "1" (RSA with SHA-1, the topics'
+    #: default) and "2" (SHA-256). ``["2"]`` refuses SHA-1 signatures.
+    signature_versions: list[str] = field(default_factory=lambda: ["1", "2"])
 
 
 @dataclass
@@ -555,6 +575,20 @@ def _validate_daemon(settings: Settings) -> None:
         raise ConfigError("setting server.last_use_flush must be at least 1s")
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
+    _validate_redis(settings.redis)
+
+
+def _validate_redis(redis: RedisSettings) -> None:
+    if not 10 <= redis.timeout_ms <= 60000:
+        raise ConfigError(f"setting redis.timeout_ms must be between 10 and 60000, got {redis.timeout_ms}")
+    if not 1 <= redis.breaker_failures <= 1000:
+        raise ConfigError(f"setting redis.breaker_failures must be between 1 and 1000, got {redis.breaker_failures}")
+    try:
+        cooldown = parse_duration(redis.breaker_cooldown)
+    except ValueError as exc:
+        raise ConfigError(f"setting redis.breaker_cooldown: {exc}") from None
+    if not 1 <= cooldown <= 3600:
+        raise ConfigError("setting redis.breaker_cooldown must be between 1s and 1h")
 
 
 def _validate_events(settings: Settings) -> None:
@@ -588,11 +622,22 @@ def _validate_events(settings: Settings) -> None:
         source = getattr(alerts, name)
         has_basic = bool(source.basic_username and source.basic_password)
         has_hmac = bool(getattr(source, "hmac_secret", ""))
-        if source.enabled and not (source.bearer_token or has_basic or has_hmac):
-            what = "hmac_secret, bearer_token or basic_username/basic_password"
+        if source.require_token and (source.bearer_token or source.basic_username or source.basic_password):
+            raise ConfigError(
+                f"settings alerts.{name}.require_token and alerts.{name}.bearer_token/basic_* both need the one "
+                f"Authorization header: give the sender a keyops token (scope alerts:{name}) and leave them empty"
+            )
+        if source.enabled and not (source.bearer_token or has_basic or has_hmac or source.require_token):
+            what = "hmac_secret, bearer_token, basic_username/basic_password or require_token"
             if name == "alertmanager":
-                what = "bearer_token or basic_username/basic_password"
+                what = "bearer_token, basic_username/basic_password or require_token"
             raise ConfigError(f"setting alerts.{name} is enabled without credentials: set {what}")
+    versions = alerts.sns.signature_versions
+    if not versions or any(v not in ("1", "2") for v in versions):
+        raise ConfigError(
+            f'setting alerts.sns.signature_versions must list SNS SignatureVersion values "1" and/or "2", '
+            f"got {versions!r}"
+        )
     if alerts.sns.enabled and not alerts.sns.topic_arns:
         raise ConfigError("setting alerts.sns.topic_arns is empty: list the SNS topic ARNs to accept")
     for arn in alerts.sns.topic_arns:

@@ -192,6 +192,20 @@ def body_digest(*parts: bytes | str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+#: Length of ``inbound_alerts.delivery_id``; longer ids are stored hashed.
+DELIVERY_ID_COLUMN = 256
+
+
+def stored_delivery_id(delivery_id: str) -> str:
+    """The id a delivery is deduplicated by: itself when it fits the column,
+    else ``sha256:<hex>`` of the whole id. Cutting long ids instead would make
+    two deliveries sharing their first 256 characters one delivery, and the
+    second would be answered "duplicate" without being looked at."""
+    if len(delivery_id) <= DELIVERY_ID_COLUMN:
+        return delivery_id
+    return "sha256:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def constant_time_in(candidate: bytes, expected: list[bytes]) -> bool:
     """True when ``candidate`` equals any of ``expected``; every comparison is
     made, in constant time, so timing reveals neither which nor whether."""

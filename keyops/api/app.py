@@ -25,7 +25,9 @@ from keyops.api import ops
 from keyops.api.alerts import alerts_endpoint
 from keyops.api.cache_sync import CacheSync
 from keyops.api.last_use import Flusher
-from keyops.api.ratelimit import LocalBuckets, RedisBuckets
+from keyops.api.ratelimit import LocalBuckets, RedisBuckets, ResilientBuckets
+from keyops.api.redis_fanout import RedisFanout, start_fanout
+from keyops.api.redis_health import RedisHealth, client_options
 from keyops.api.state import ApiState, json_error
 from keyops.api.usage import usage_endpoint
 from keyops.api.verify import VerifyFastPath, verify_endpoint
@@ -106,14 +108,17 @@ def make_state(app: App, *, worker_id: str) -> ApiState:
         poll_interval=server.change_poll_ms / 1000.0,
         refresh_every=float(parse_duration(server.cache_refresh)),
     )
-    buckets: LocalBuckets | RedisBuckets = LocalBuckets()
+    buckets: LocalBuckets | ResilientBuckets = LocalBuckets()
     redis_client = None
-    if app.settings.redis.url:
+    health = None
+    settings = app.settings.redis
+    if settings.url:
         import redis.asyncio as aioredis
 
-        redis_client = aioredis.from_url(app.settings.redis.url)
-        buckets = RedisBuckets(redis_client, app.settings.redis.key_prefix)
-    return ApiState(app=app, sync=sync, buckets=buckets, worker_id=worker_id, redis=redis_client)
+        redis_client = aioredis.from_url(settings.url, **client_options(settings, asynchronous=True))
+        health = RedisHealth.from_settings(settings)
+        buckets = ResilientBuckets(RedisBuckets(redis_client, settings.key_prefix), LocalBuckets(), health)
+    return ApiState(app=app, sync=sync, buckets=buckets, worker_id=worker_id, redis=redis_client, redis_health=health)
 
 
 def _sqlite_reader(app: App) -> Any:
@@ -133,7 +138,7 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(state.sync.load)
         state.sync.start()
-        redis_sync = _start_redis_wakeups(state)
+        fanout = await _start_redis(state)
         flusher = Flusher(state.last_use, app.engine, float(parse_duration(app.settings.server.last_use_flush)))
         flushing = asyncio.create_task(flusher.run())
         if scheduler_factory is not None:
@@ -151,9 +156,9 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
             if state.scheduler is not None:
                 await run_in_threadpool(state.scheduler.stop)
             state.sync.stop()
-            if redis_sync is not None:
+            if fanout is not None:
                 changes.set_redis_publisher(None)
-                redis_sync.close()
+                await run_in_threadpool(fanout.close)
             if state.redis is not None:
                 await state.redis.aclose()
 
@@ -176,40 +181,14 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
     return CountRequests(starlette, state)
 
 
-class _RedisWakeups:
-    """Redis pub/sub fan-out of key changes: this process publishes what it
-    commits, and every subscriber polls the change log at once."""
-
-    def __init__(self, url: str, channel: str, sync: CacheSync) -> None:
-        import threading
-
-        import redis
-
-        self._client = redis.Redis.from_url(url)
-        self._channel = channel
-        self._sync = sync
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self._pubsub.subscribe(**{channel: lambda _message: sync.wake()})
-        self._thread = self._pubsub.run_in_thread(sleep_time=0.5, daemon=True)
-        self._lock = threading.Lock()
-
-    def publish(self, ids: list[str]) -> None:
-        self._client.publish(self._channel, ",".join(ids)[:8000])
-
-    def close(self) -> None:
-        self._thread.stop()
-        self._pubsub.close()
-        self._client.close()
-
-
-def _start_redis_wakeups(state: ApiState) -> _RedisWakeups | None:
-    settings = state.app.settings.redis
-    if not settings.url:
+async def _start_redis(state: ApiState) -> RedisFanout | None:
+    """Subscribe to the change fan-out and install the publisher. Redis being
+    down at start is not fatal: verify uses local buckets and the fan-out
+    keeps reconnecting."""
+    health = state.redis_health
+    if health is None:
         return None
-    try:
-        wakeups = _RedisWakeups(settings.url, f"{settings.key_prefix}changes", state.sync)
-    except Exception:
-        log.warning("Redis pub/sub unavailable; key changes still arrive through the change log", exc_info=True)
-        return None
-    changes.set_redis_publisher(wakeups.publish)
-    return wakeups
+    await health.ping(state.redis)  # logs once if Redis is down at start
+    fanout = start_fanout(state.app.settings.redis, state.sync, health)
+    changes.set_redis_publisher(fanout.publish)
+    return fanout

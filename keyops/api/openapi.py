@@ -164,7 +164,8 @@ DOCUMENT: dict[str, Any] = {
         "/v1/alerts/{source}": {
             "post": {
                 "summary": "Inbound alert webhook. Authenticity is checked per format (signatures or the "
-                "source's configured credentials), not with a keyops token.",
+                "source's configured credentials); a source set to require_token also needs a keyops token "
+                "with scope alerts:<source>.",
                 "parameters": [
                     {
                         "name": "source",
@@ -181,7 +182,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "400": _err("Malformed payload."),
                     "401": _err("Missing or wrong signature, or stale timestamp."),
-                    "403": _err("Authentic but not allowed."),
+                    "403": _err("Authentic but not allowed (SNS topic, or a token without the scope)."),
                     "404": _err("Unknown or disabled source."),
                     "409": _err("Delivery id seen before (replay): nothing done."),
                     "413": _err("Body too large."),
@@ -192,11 +193,26 @@ DOCUMENT: dict[str, Any] = {
         "/readyz": {
             "get": {
                 "summary": "Readiness: database reachable, verify cache loaded, destinations configured.",
+                "description": (
+                    "Redis is reported in checks.redis and checks.redis_fanout but does not decide readiness:"
+                    " while it is down verify uses per-process rate-limit buckets and the answer says"
+                    ' "degraded": true.'
+                ),
                 "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready; checks say why."}},
             }
         },
-        "/metrics": {"get": {"summary": "Prometheus metrics.", "responses": {"200": {"description": "Text format."}}}},
-        "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.1."}}}},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (scope admin when server.public_metrics = false).",
+                "responses": {"200": {"description": "Text format."}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document (scope admin when server.public_metrics = false).",
+                "responses": {"200": {"description": "OpenAPI 3.1."}},
+            }
+        },
         "/v1/ping": {
             "get": {"summary": "Trivial endpoint (benchmark baseline).", "responses": {"200": {"description": "ok"}}}
         },
