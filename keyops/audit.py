@@ -192,6 +192,7 @@ def append(
 
 @dataclass
 class VerifyResult:
+    #: Intact, every event sealed under the key, and the expected head held.
     ok: bool
     events: int
     problems: list[str] = field(default_factory=list)
@@ -311,7 +312,7 @@ def verify(session: Session, *, expect_head: tuple[int, str] | None = None) -> V
             )
             first_bad = expected_seq
     result = VerifyResult(
-        ok=not problems,
+        ok=not problems and legacy == 0,
         events=count,
         problems=problems,
         first_bad_seq=first_bad,
@@ -322,7 +323,7 @@ def verify(session: Session, *, expect_head: tuple[int, str] | None = None) -> V
     )
     if expect_head is not None and not problems:
         result.anchor_problem = _anchor_problem(expect_head, anchored_hash, result)
-        result.ok = result.anchor_problem is None
+        result.ok = result.ok and result.anchor_problem is None
     return result
 
 
