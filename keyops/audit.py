@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from keyops.audit_key import AuditKey, AuditKeySource
@@ -385,6 +385,7 @@ def seal(session: Session, *, actor: str, batch: int = 1000) -> SealResult:
         session.expunge_all()
         return SealResult(legacy_events=0, resealed_events=0, head=head(session))
     table = AuditEvent.__table__
+    assert isinstance(table, Table)
     statement = (
         update(table)
         .where(table.c.seq == bindparam("b_seq"))
