@@ -112,7 +112,8 @@ def load_audit_key(settings: AuditSettings) -> AuditKey:
         except FileNotFoundError:
             pass
         if _create(path):
-            log.warning(
+            # INFO: the daemon shows it; a CLI command's one-line output stays clean.
+            log.info(
                 "created a new audit key; back it up and give the same key to every keyops process that "
                 "shares this database: without it the audit chain cannot be verified",
                 extra={"path": str(path)},

@@ -382,7 +382,8 @@ class AuditSettings:
     the chain and make it verify again."""
 
     #: File holding the audit key (at least 32 characters, mode 0600). Empty:
-    #: ``$XDG_STATE_HOME/keyops/audit.key`` (``~/.local/state/keyops/audit.key``),
+    #: ``audit.key`` in keyops' own directory (``$STATE_DIRECTORY`` under
+    #: systemd, else ``$XDG_CONFIG_HOME/keyops`` or ``~/.config/keyops``),
     #: created on first start.
     key_file: str = ""
     #: The key itself, instead of a file (``KEYOPS_AUDIT_KEY``, for containers);
@@ -674,14 +675,16 @@ AUDIT_KEY_MIN_CHARS = 32
 
 
 def default_state_directory(env: Mapping[str, str]) -> Path:
-    """keyops' per-user state directory (XDG base directories): where secrets
-    that must outlive the working directory but stay out of the database and
-    the file store's data directory are kept by default."""
-    state_home = env.get("XDG_STATE_HOME", "")
-    if state_home and Path(state_home).is_absolute():
-        return Path(state_home) / "keyops"
+    """keyops' own directory for secrets that must stay out of the database,
+    the file store's data directory and the working tree: ``$STATE_DIRECTORY``
+    under systemd, else ``$XDG_CONFIG_HOME/keyops``, else ``~/.config/keyops``
+    (the same place as the file store's default key)."""
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":", 1)[0])
+    if env.get("XDG_CONFIG_HOME"):
+        return Path(env["XDG_CONFIG_HOME"]) / "keyops"
     home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    return home / ".local" / "state" / "keyops"
+    return home / ".config" / "keyops"
 
 
 def _validate_audit(settings: Settings) -> None:

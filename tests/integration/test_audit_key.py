@@ -112,14 +112,16 @@ def test_unusable_key_location_names_the_setting(tmp_path: Path) -> None:
         load_audit_key(AuditSettings(key_file=str(blocker / "audit.key")))
 
 
-def test_default_key_location_is_the_users_state_directory(tmp_path: Path) -> None:
+def test_default_key_location_is_keyops_own_directory(tmp_path: Path) -> None:
     settings = load_settings(env={"HOME": str(tmp_path)})
-    assert settings.audit.key_file == str(tmp_path / ".local" / "state" / "keyops" / "audit.key")
-    xdg = load_settings(env={"HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "xdg")})
+    assert settings.audit.key_file == str(tmp_path / ".config" / "keyops" / "audit.key")
+    xdg = load_settings(env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg")})
     assert xdg.audit.key_file == str(tmp_path / "xdg" / "keyops" / "audit.key")
+    systemd = load_settings(env={"HOME": "/", "STATE_DIRECTORY": "/var/lib/keyops:/var/lib/other"})
+    assert systemd.audit.key_file == "/var/lib/keyops/audit.key"
+    explicit = load_settings(env={"HOME": str(tmp_path), "KEYOPS_AUDIT_KEY_FILE": "/etc/keyops/audit.key"})
+    assert explicit.audit.key_file == "/etc/keyops/audit.key"
     # Never the database's or the file store's directory (both default to the working directory).
     key_dir = Path(settings.audit.key_file).parent
     assert key_dir != Path(settings.stores.file.directory).resolve()
     assert key_dir != Path.cwd()
-    relative = load_settings(env={"HOME": str(tmp_path), "XDG_STATE_HOME": "relative/dir"})
-    assert relative.audit.key_file == settings.audit.key_file  # XDG says: ignore relative paths
