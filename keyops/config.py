@@ -404,6 +404,22 @@ class DetectionSettings:
 
 
 @dataclass
+class AuditSettings:
+    """The secret that seals the audit chain (keyops/audit.py). It lives
+    outside the database, so write access to the database alone cannot rewrite
+    the chain and make it verify again."""
+
+    #: File holding the audit key (at least 32 characters, mode 0600). Empty:
+    #: ``audit.key`` in keyops' own directory (``$STATE_DIRECTORY`` under
+    #: systemd, else ``$XDG_CONFIG_HOME/keyops`` or ``~/.config/keyops``),
+    #: created on first start.
+    key_file: str = ""
+    #: The key itself, instead of a file (``KEYOPS_AUDIT_KEY``, for containers);
+    #: wins over key_file. Every process sharing a database needs the same key.
+    key: str = ""
+
+
+@dataclass
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     keys: KeySettings = field(default_factory=KeySettings)
@@ -416,6 +432,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     issuers: IssuerSettings = field(default_factory=IssuerSettings)
     #: Extra profile/policy files applied on top of the built-ins at start.
     spec_files: list[str] = field(default_factory=list)
@@ -542,6 +559,7 @@ def _validate(settings: Settings) -> None:
     _validate_events(settings)
     _validate_issuers(settings)
     _validate_detection(settings)
+    _validate_audit(settings)
 
 
 def _validate_daemon(settings: Settings) -> None:
@@ -710,6 +728,32 @@ def _check_webhook_secret(secret: str, path: str) -> None:
         raise ConfigError(f"setting {path}: the secret is too short (at least 16 characters)")
 
 
+AUDIT_KEY_MIN_CHARS = 32
+
+
+def default_state_directory(env: Mapping[str, str]) -> Path:
+    """keyops' own directory for secrets that must stay out of the database,
+    the file store's data directory and the working tree: ``$STATE_DIRECTORY``
+    under systemd, else ``$XDG_CONFIG_HOME/keyops``, else ``~/.config/keyops``
+    (the same place as the file store's default key)."""
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":", 1)[0])
+    if env.get("XDG_CONFIG_HOME"):
+        return Path(env["XDG_CONFIG_HOME"]) / "keyops"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".config" / "keyops"
+
+
+def _validate_audit(settings: Settings) -> None:
+    """The [audit] section: a key given inline must be long enough to be a key."""
+    key = settings.audit.key
+    if key and len(key.strip()) < AUDIT_KEY_MIN_CHARS:
+        raise ConfigError(
+            f"setting audit.key is too short ({len(key.strip())} characters, at least {AUDIT_KEY_MIN_CHARS}); "
+            "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+
+
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     if explicit:
         path = Path(explicit)
@@ -752,6 +796,8 @@ def load_settings(config_path: str | None = None, env: Mapping[str, str] | None 
             env[name] = value
     settings: Settings = _build(Settings, doc, "", env)
     settings.source = str(path) if path else "defaults"
+    if not settings.audit.key_file:
+        settings.audit.key_file = str(default_state_directory(env) / "audit.key")
     _validate(settings)
     return settings
 

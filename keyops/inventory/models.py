@@ -273,6 +273,11 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
+    #: "hmac-sha256" (sealed under the audit key) or "sha256" (legacy,
+    #: written before the key existed). No default: every writer says which.
+    hash_alg: Mapped[str] = mapped_column(String(16))
+    #: Fingerprint of the audit key that sealed the event (None for legacy).
+    seal_key_id: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class AuditHead(Base):
