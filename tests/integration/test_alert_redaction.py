@@ -90,7 +90,8 @@ class Secrets:
 
 @pytest.fixture
 def sink() -> Iterator[RawSink]:
-    receiver = RawSink(base64.b64decode(SINK_SECRET[6:])).start()
+    receiver = RawSink(base64.b64decode(SINK_SECRET[6:]))
+    receiver.start()
     yield receiver
     receiver.stop()
 
@@ -267,7 +268,7 @@ def test_secrets_quoted_in_alerts_are_stored_and_sent_redacted(alert_app: App, s
         assert KEY_MARK in keys[key_id].state_reason and SECRET_MARK in keys[key_id].state_reason
         assert "scanner found" in keys[key_id].state_reason
     assert keys[s.leaked_key_id].state == "active"  # only quoted, never named
-    assert sorted(f.key_id for f in findings) == sorted(targets.values())
+    assert sorted(str(f.key_id) for f in findings) == sorted(targets.values())
     assert all(KEY_MARK in f.summary for f in findings)
     assert len(inbound) == 3
     assert {e.type for e in events} >= {"finding.created", "key.suspended"}
