@@ -192,6 +192,17 @@ def body_digest(*parts: bytes | str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def storable_delivery_id(delivery_id: str) -> str:
+    """The id a delivery is stored and deduplicated under: the sender's own id,
+    unless it quotes a secret (a scanner may build its ids from what it
+    found). Then its digest stands in for it: as stable as the id, so a
+    re-send is still recognised, and unlike the redacted text, two ids that
+    quote different secrets cannot collide into one "duplicate"."""
+    if redact(delivery_id) == delivery_id:
+        return delivery_id
+    return body_digest(delivery_id)
+
+
 def constant_time_in(candidate: bytes, expected: list[bytes]) -> bool:
     """True when ``candidate`` equals any of ``expected``; every comparison is
     made, in constant time, so timing reveals neither which nor whether."""

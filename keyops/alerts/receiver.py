@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from keyops import audit
 from keyops.alerts import alertmanager, github, grafana, sns, standard
 from keyops.alerts.actions import ROTATION_STARTED, ActionRunner, Plan, Planned, Rotator, action_doc, reason_of
-from keyops.alerts.base import AlertRejected, Delivery, Fetcher, HttpFetcher, KeyRef, clean
+from keyops.alerts.base import AlertRejected, Delivery, Fetcher, HttpFetcher, KeyRef, clean, storable_delivery_id
 from keyops.alerts.rules import ACTIONS, decide, normalise_action, parse_rules, strongest
 from keyops.config import AlertSettings
 from keyops.domain.durations import parse_duration
@@ -133,9 +133,10 @@ class AlertReceiver:
         try:
             return self._receive(source, headers, body, now)
         except AlertRejected as exc:
-            log.warning(
-                "alert delivery refused", extra={"source": source[:32], "code": exc.code, "reason": exc.message}
-            )
+            # Only a configured source's name is logged: the path segment is the
+            # caller's text, and a cut piece of a key in it would match no pattern.
+            named = source if source in SOURCES else "unknown"
+            log.warning("alert delivery refused", extra={"source": named, "code": exc.code, "reason": exc.message})
             return AlertOutcome(exc.status, {"error": exc.code, "message": exc.message})
         except OperationalError:
             log.exception("alert delivery could not be recorded")
@@ -151,6 +152,7 @@ class AlertReceiver:
         if source == "github":
             delivery, feedback = delivery  # type: ignore[misc]
         assert isinstance(delivery, Delivery)
+        delivery.delivery_id = storable_delivery_id(delivery.delivery_id)
         if delivery.confirm_url is not None:
             return self._confirm_subscription(delivery)
         _check_requested_actions(delivery)

@@ -346,3 +346,35 @@ def test_a_key_plaintext_in_an_alertmanager_label_is_redacted_not_looked_up(aler
         assert key is not None and key.state == "active"
     for table, rows in _every_row(alert_app).items():
         _assert_absent(rows, s, f"table {table}")
+
+
+def test_a_delivery_id_quoting_a_secret_is_kept_as_a_digest_and_still_deduplicates(
+    alert_app: App, sink: RawSink
+) -> None:
+    """A sender may build its delivery ids from what it found. Such an id is
+    stored as its digest: a re-send is still a duplicate, and two ids quoting
+    different secrets stay two deliveries."""
+    s = _secrets(alert_app)
+    other = TokenService(alert_app.sessions).create("other", "verify", actor="test")[1]
+    targets = [_issue(alert_app, f"team/target-{i}")[0] for i in range(2)]
+    with TestClient(create_app(alert_app)) as client:
+
+        def send(msg_id: str, key_name: str) -> dict[str, Any]:
+            body = _standard_body(s, {"key_name": key_name})
+            answer = client.post("/v1/alerts/standard", content=body, headers=_standard_headers(msg_id, body))
+            assert answer.status_code == 200, answer.text
+            _assert_absent(answer.text, s, "an alert's HTTP answer")
+            doc: dict[str, Any] = answer.json()
+            return doc
+
+        first = send(f"scan-{s.token}", "team/target-0")
+        assert first["verdict"] == "acted" and first["delivery_id"].startswith("sha256:")
+        assert send(f"scan-{s.token}", "team/target-0")["verdict"] == "duplicate"
+        assert send(f"scan-{other}", "team/target-1")["verdict"] == "acted"
+    with alert_app.sessions() as session:
+        ids = [a.delivery_id for a in session.execute(select(models.InboundAlert)).scalars()]
+        states = [session.get(models.Key, key_id).state for key_id in targets]  # type: ignore[union-attr]
+    assert len(ids) == len(set(ids)) == 2 and states == ["suspended", "suspended"]
+    for table, rows in _every_row(alert_app).items():
+        _assert_absent(rows, s, f"table {table}")
+        assert other not in rows, f"the second token is in table {table}"
