@@ -173,12 +173,17 @@ def test_repeats_from_a_real_alertmanager_are_duplicates_not_failures(
         what="Alertmanager to notify three times",
     )
     sent = manager.counter("alertmanager_notifications_total")
+
+    def duplicates() -> float:
+        metrics = server.http.get("/metrics").text
+        found = re.search(r'^keyops_alerts_total\{source="alertmanager",verdict="duplicate"\} (\S+)$', metrics, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    # Alertmanager counts a notification as it starts sending it: wait for keyops to answer each.
+    wait_for(lambda: duplicates() >= sent - 1, timeout=10, interval=0.1, what=f"{sent - 1:.0f} duplicates answered")
     failed = manager.counter("alertmanager_notifications_failed_total")
     assert failed == 0, f"Alertmanager counted {failed} failed notifications of {sent}: {manager.logs()[-3000:]}"
     assert "unexpected status code" not in manager.logs()
     # One delivery acted on; every repeat recognised as the same delivery.
     assert _counts(inventory, key.key.id) == (1, 1, 1)
-    metrics = server.http.get("/metrics").text
-    duplicates = re.search(r'^keyops_alerts_total\{source="alertmanager",verdict="duplicate"\} (\S+)$', metrics, re.M)
-    assert duplicates is not None and float(duplicates.group(1)) >= sent - 1, metrics
     assert server.verify(token, key.plaintext)["code"] == "SUSPENDED"

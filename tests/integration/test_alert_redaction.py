@@ -141,6 +141,7 @@ def _alertmanager_body(s: Secrets, key_name: str, labels: dict[str, str] | None 
         "severity": "critical",
         "keyops_key": key_name,
         "evidence": f"{s.leaked_key}_old {s.vault}",
+        "aws_secret_access_key": s.aws_secret,  # the label names it; the value alone is just base64
         **(labels or {}),
     }
     return orjson.dumps(
@@ -198,7 +199,11 @@ def _standard_body(s: Secrets, data: dict[str, Any]) -> bytes:
                 "action": "suspend",
                 "reason": s.quoted(),
                 "detector": f"scanner-{s.token}",
-                "evidence": {"paste": s.quoted(), s.leaked_key: [s.aws_secret + " " + AWS_KEY_ID, s.vault]},
+                "evidence": {
+                    "paste": s.quoted(),
+                    s.leaked_key: [s.aws_secret + " " + AWS_KEY_ID, s.vault],
+                    "credentials": {"AccessKeyId": AWS_KEY_ID, "SecretAccessKey": s.aws_secret},
+                },
                 **data,
             },
         }
