@@ -197,11 +197,14 @@ DELIVERY_ID_COLUMN = 256
 
 
 def stored_delivery_id(delivery_id: str) -> str:
-    """The id a delivery is deduplicated by: itself when it fits the column,
-    else ``sha256:<hex>`` of the whole id. Cutting long ids instead would make
-    two deliveries sharing their first 256 characters one delivery, and the
-    second would be answered "duplicate" without being looked at."""
-    if len(delivery_id) <= DELIVERY_ID_COLUMN:
+    """The id a delivery is stored and deduplicated under: the sender's own id
+    when it fits the column and quotes no secret, else ``sha256:<hex>`` of the
+    whole id. Cutting long ids would make two deliveries sharing their first
+    256 characters one delivery; redacting an id that quotes a secret (a
+    scanner may build its ids from what it found) would make two ids quoting
+    different secrets collide. A digest is as stable as the id, so a re-send
+    is still recognised as a duplicate."""
+    if len(delivery_id) <= DELIVERY_ID_COLUMN and redact(delivery_id) == delivery_id:
         return delivery_id
     return "sha256:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
 
