@@ -102,5 +102,6 @@ def ahead_full(ts: float, clock: float, max_buffered: int) -> Refusal:
     return Refusal(
         AHEAD_OF_CLOCK_BUFFER_FULL,
         f"event at {iso(ts)} is {ts - clock:.0f}s ahead of the clock, and the engine already holds "
-        f"{ahead_cap(max_buffered)} such events (a tenth of detection.max_buffered): this one is not judged; check the sender's clock",
+        f"{ahead_cap(max_buffered)} such events (a tenth of detection.max_buffered): this one is not judged; "
+        "check the sender's clock",
     )

@@ -8,6 +8,7 @@ so an answer can be read by a program, and the metric
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 #: The event does not parse (not JSON, a bad field, too far ahead of the clock, ...).
@@ -44,7 +45,8 @@ class Refusal(NamedTuple):
     error: str
 
 
-class Rejection(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Rejection:
     """A refused event of a batch, by its index in that batch."""
 
     index: int
