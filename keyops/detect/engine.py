@@ -96,8 +96,10 @@ class Engine:
         self.max_buffered = max_buffered
         self._ahead: buffer.AheadOfClock[_Item] = buffer.AheadOfClock(buffer.ahead_cap(max_buffered))
         self._room = max_buffered - self._ahead.cap
-        # The latest clock an intake passed (None: pure event time, a replay).
+        # The latest clock an intake passed (None: pure event time, a replay),
+        # and how far ahead of it an event is buffered as usual.
         self.clock: float | None = None
+        self._horizon = math.inf
         # What processing the oldest events early produced (pure event time,
         # buffer full), until the next release hands it on.
         self._early: Output | None = None
@@ -114,29 +116,30 @@ class Engine:
 
     # ------------------------------------------------------------ intake --
 
-    def push(self, event: UsageEvent, meta: KeyMeta, cfg: DetectorConfig, now: float | None = None) -> Refusal | None:
+    def push(self, event: UsageEvent, meta: KeyMeta, cfg: DetectorConfig) -> Refusal | None:
         """Buffer one event; a refusal (reason code and message) when it is
         too late or there is no room for it.
 
-        ``now`` is the intake's clock (live): an event stamped more than
-        ``AHEAD_SKEW`` ahead of it waits apart and moves nothing until the
-        clock reaches it. Without ``now`` (replay), event time alone decides,
-        and a full buffer is made room in by processing its oldest events."""
+        Live, the intake gives the engine its clock first (:meth:`tick`): an
+        event stamped more than ``AHEAD_SKEW`` ahead of it waits apart and
+        moves nothing until the clock reaches it, and a full buffer refuses.
+        Without a clock (replay), event time alone decides, and a full buffer
+        is made room in by processing its oldest events early."""
         ts = event.ts
         if ts < self.watermark:
             self.late += 1
             return buffer.late(ts, self.watermark, self.lateness)
-        if now is not None and ts > now + buffer.AHEAD_SKEW:
+        if ts > self._horizon:
             ahead = self._ahead
             if len(ahead) >= ahead.cap:
-                return buffer.ahead_full(ts, now, self.max_buffered)
+                return buffer.ahead_full(ts, self._horizon - buffer.AHEAD_SKEW, self.max_buffered)
             self._seq += 1
             ahead.hold((ts, event.key_ref, self._seq, event, meta, cfg))
             return None
         run = self._run
         heap = self._heap
         if len(run) + len(heap) >= self._room:
-            if now is not None or self.clock is not None:
+            if self.clock is not None:
                 return buffer.full(self.max_buffered)
             oldest = heap[0] if heap and (not run or heap[0] < run[0]) else run[0]
             early = self._early
@@ -164,7 +167,7 @@ class Engine:
         event time seen minus ``lateness``, and live (``now`` given, now or
         before) never beyond the clock minus ``lateness``."""
         if now is not None:
-            self._tick(now)
+            self.tick(now)
         if self._early is not None:
             self._hand_on(out)
         clock = self.clock
@@ -176,7 +179,7 @@ class Engine:
         events buffered for ``lateness`` seconds are released even if nothing
         newer arrives. A historical feed (newest event more than
         ``LIVE_WITHIN`` behind ``now``) is left to event time alone."""
-        self._tick(now)
+        self.tick(now)
         if self._early is not None:
             self._hand_on(out)
         if self._max_ts > -math.inf and now - self._max_ts <= LIVE_WITHIN:
@@ -196,12 +199,14 @@ class Engine:
                 self._close(st, out)
                 st.reset_window(st.win_start + WINDOW)
 
-    def _tick(self, now: float) -> None:
-        """Take the intake's clock (it never goes back): events it has reached
-        leave the ahead-of-clock wait for the ordinary buffer. They are never
-        late there: the watermark has stayed behind the clock."""
+    def tick(self, now: float) -> None:
+        """Take the intake's wall clock (it never goes back; live only): the
+        watermark stays behind it, and events it has reached leave the
+        ahead-of-clock wait for the ordinary buffer. They are never late
+        there: the watermark has stayed behind the clock."""
         if self.clock is None or now > self.clock:
             self.clock = now
+            self._horizon = now + buffer.AHEAD_SKEW
             if len(self._ahead):
                 self._admit(self._ahead.due(now + buffer.AHEAD_SKEW))
 

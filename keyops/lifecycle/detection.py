@@ -149,6 +149,8 @@ class DetectionService:
         out = Output()
         with self._lock:
             profiles = self._configs()
+            if now is not None:
+                self.engine.tick(now)
             push = self.engine.push
             for i, event in enumerate(events):
                 meta = metas.get(event.key_ref)
@@ -163,10 +165,10 @@ class DetectionService:
                         Rejection(i, UNKNOWN_PROFILE, f"the key's profile {meta.profile!r} does not exist")
                     )
                     continue
-                refusal = push(event, meta, cfg, now)
+                refusal = push(event, meta, cfg)
                 if refusal is not None:
                     result.rejected.append(Rejection(i, refusal.reason, refusal.error))
-            self.engine.release(out, now)
+            self.engine.release(out)
         self._finish(out, result)
         return result
 

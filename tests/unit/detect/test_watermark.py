@@ -36,11 +36,12 @@ def ev(ts: float, meta: KeyMeta = HONEST, **kw: Any) -> UsageEvent:
 def test_one_event_from_the_near_future_does_not_make_honest_events_late() -> None:
     engine = Engine(lateness=LATENESS)
     out = Output()
-    assert engine.push(ev(NOW + 290, BOGUS), BOGUS, CFG, NOW) is None
-    engine.release(out, NOW)
+    engine.tick(NOW)  # the intake's clock
+    assert engine.push(ev(NOW + 290, BOGUS), BOGUS, CFG) is None
+    engine.release(out)
     honest = [ev(NOW - 5 + i * 0.005, input_tokens=i) for i in range(1000)]
-    refusals = [engine.push(e, HONEST, CFG, NOW) for e in honest]
-    engine.release(out, NOW)
+    refusals = [engine.push(e, HONEST, CFG) for e in honest]
+    engine.release(out)
     assert refusals == [None] * 1000
     assert engine.watermark <= NOW - LATENESS, "the future event did not move the watermark"
     engine.advance(NOW + LATENESS + 1, out)  # the daemon's tick, once the lateness has passed
@@ -66,10 +67,11 @@ def test_far_ahead_events_of_one_key_change_nothing_for_another() -> None:
     for i in range(0, len(honest), 50):
         batch = honest[i : i + 50]
         now = batch[-1].ts + 0.5  # the gateway posts half a second after its last event
+        engine.tick(now)
         for e in batch:
-            assert engine.push(e, HONEST, CFG, now) is None
-        assert engine.push(ev(now + 290, BOGUS), BOGUS, CFG, now) is None
-        engine.release(out, now)
+            assert engine.push(e, HONEST, CFG) is None
+        assert engine.push(ev(now + 290, BOGUS), BOGUS, CFG) is None
+        engine.release(out)
     engine.flush(out)
     alone = Engine(lateness=LATENESS)
     expected = Output()
@@ -92,12 +94,14 @@ def test_the_buffer_is_capped_with_reason_codes_and_memory_stays_bounded() -> No
     samples = [ev(NOW - 1, input_tokens=i) for i in range(50)] + [
         ev(NOW + 120, BOGUS, input_tokens=i) for i in range(50)
     ]
+    engine.tick(NOW)
     tracemalloc.start()
     try:
         reasons: Counter[str | None] = Counter()
+        held = 0
         for i in range(20_000):  # no release in between: the worst case for the buffer
-            honest = engine.push(samples[i % 50], HONEST, CFG, NOW)
-            ahead = engine.push(samples[50 + i % 50], BOGUS, CFG, NOW)
+            honest = engine.push(samples[i % 50], HONEST, CFG)
+            ahead = engine.push(samples[50 + i % 50], BOGUS, CFG)
             reasons.update([None if r is None else r.reason for r in (honest, ahead)])
             if i == 2000:
                 held = tracemalloc.get_traced_memory()[0]
@@ -107,11 +111,11 @@ def test_the_buffer_is_capped_with_reason_codes_and_memory_stays_bounded() -> No
     assert reasons == {None: 1000, BUFFER_FULL: 20_000 - 900, AHEAD_OF_CLOCK_BUFFER_FULL: 20_000 - 100}
     assert set(reasons) - {None} <= set(REASONS)
     assert grown < 64 * 1024, f"18,000 refused pushes grew memory by {grown} bytes"
-    refusal = engine.push(samples[0], HONEST, CFG, NOW)
+    refusal = engine.push(samples[0], HONEST, CFG)
     assert refusal is not None and "detection.max_buffered" in refusal.error
     engine.advance(NOW + LATENESS, out)  # the held events are processed: room again
     assert engine.processed == 900
-    assert engine.push(ev(NOW + 5), HONEST, CFG, NOW + LATENESS) is None
+    assert engine.push(ev(NOW + 5), HONEST, CFG) is None
     engine.advance(NOW + 120 + LATENESS, out)
     assert engine.processed == 1001
 
@@ -121,11 +125,13 @@ def test_an_event_ahead_is_never_late_when_the_clock_jumps_past_it() -> None:
     # the waiting event joins the buffer before the watermark passes it.
     engine = Engine(lateness=LATENESS)
     out = Output()
-    assert engine.push(ev(NOW + 200, BOGUS), BOGUS, CFG, NOW) is None
-    assert engine.push(ev(NOW), HONEST, CFG, NOW) is None
-    engine.release(out, NOW)
-    assert engine.push(ev(NOW + 3600), HONEST, CFG, NOW + 3600) is None
-    engine.release(out, NOW + 3600)
+    engine.tick(NOW)
+    assert engine.push(ev(NOW + 200, BOGUS), BOGUS, CFG) is None
+    assert engine.push(ev(NOW), HONEST, CFG) is None
+    engine.release(out)
+    engine.tick(NOW + 3600)
+    assert engine.push(ev(NOW + 3600), HONEST, CFG) is None
+    engine.release(out)
     assert engine.processed == 2 and engine.keys[BOGUS.key_id].n == 0  # processed, its window closed since
     assert engine.late == 0
 
