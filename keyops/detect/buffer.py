@@ -13,7 +13,11 @@ events would be held without limit. Two rules bound this:
   :class:`AheadOfClock`, and joins the ordinary buffer once the clock
   reaches it. So an honest event, stamped within ``lateness`` of the clock,
   is never late, whatever another key or gateway stamped. Replay passes no
-  clock: event time alone decides, as it always did.
+  clock: event time alone decides, as it always did. (The watermark stays
+  one for all keys: an event behind it is refused even if its own key sent
+  nothing newer, because the event-time boundaries it belongs before, window
+  closes and the cross-key coordination search, have already fired; taking
+  it would make findings depend on arrival order.)
 * **A cap bounds the memory.** At most ``max_buffered`` events are held in
   all, :data:`AHEAD_SHARE` of them at most ahead of the clock (so neither
   kind can crowd out the other). Live, an event beyond the cap is refused
