@@ -394,6 +394,9 @@ class DetectionSettings:
     max_future: str = "5m"
     #: Largest prompt accepted in a usage event, in characters.
     max_prompt_chars: int = 200000
+    #: Events the engine holds at most while their lateness passes (a tenth
+    #: of them for events stamped ahead of the clock); more are refused.
+    max_buffered: int = 100000
     #: A key idle this long drops its per-minute state (baselines are kept).
     idle_evict: str = "1h"
     #: A key idle this long is forgotten entirely (baselines start over).
@@ -695,6 +698,8 @@ def _validate_detection(settings: Settings) -> None:
         raise ConfigError(
             f"setting detection.enforcement must be one of {', '.join(DETECTION_ENFORCEMENT)}, got {det.enforcement!r}"
         )
+    if not 10 <= det.max_buffered <= 100_000_000:
+        raise ConfigError("setting detection.max_buffered must be between 10 and 100000000 (events held in memory)")
 
 
 def _validate_issuers(settings: Settings) -> None:

@@ -6,6 +6,7 @@ Two kinds of series:
 * per process (sum them across replicas): ``keyops_verify_total{code}``,
   ``keyops_http_requests_total{route,status}``, ``keyops_alerts_total{source,verdict}``,
   ``keyops_webhook_signature_failures_total{source}``, ``keyops_usage_events_total{result}``,
+  ``keyops_usage_events_rejected_total{reason}`` (by intake or by detection; a fixed label set),
   ``keyops_job_duration_seconds{job}`` (histogram), ``keyops_job_failures_total{job}``,
   ``keyops_verify_cache_keys``, ``keyops_keys{state}`` (this replica's cache);
   with Redis configured, ``keyops_redis_up``, ``keyops_redis_fanout_up``
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from keyops.detect.refusals import REASONS
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 
@@ -62,10 +64,22 @@ class Metrics:
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)
     signature_failures: dict[str, int] = field(default_factory=dict)
     usage_events: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
+    #: Usage events refused, by reason code (every code present from the start).
+    usage_rejections: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     job_durations: dict[str, Histogram] = field(default_factory=dict)
     job_failures: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _db_cache: tuple[float, dict[str, Any]] | None = None
+
+    def count_usage(self, answer: dict[str, Any]) -> None:
+        """Count one ``POST /v1/usage`` answer: events kept or not, and every
+        refusal (by the intake or by detection) by its reason."""
+        self.usage_events["accepted"] += answer["accepted"]
+        self.usage_events["rejected"] += len(answer["rejected"])
+        detection = answer.get("detection") or {"rejected": []}
+        reasons = self.usage_rejections
+        for refusal in (*answer["rejected"], *detection["rejected"]):
+            reasons[refusal["reason"]] += 1
 
     def job_done(self, job: str, seconds: float, failed: bool) -> None:
         with self._lock:
@@ -181,6 +195,13 @@ def render(
         "counter",
         "Usage events accepted or rejected (this process).",
         [({"result": r}, n) for r, n in sorted(metrics.usage_events.items())],
+    )
+    _family(
+        out,
+        "keyops_usage_events_rejected_total",
+        "counter",
+        "Usage events refused by the intake or by the detection engine, by reason (this process).",
+        [({"reason": r}, n) for r, n in sorted(metrics.usage_rejections.items())],
     )
     _family(
         out,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from keyops.detect.refusals import REASONS
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _NULLABLE_STR = {"type": ["string", "null"]}
 _RATELIMIT = {
@@ -101,20 +103,36 @@ DOCUMENT: dict[str, Any] = {
                 ],
             },
             "UsageEvent": _USAGE_EVENT,
+            "UsageRejection": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer", "description": "Position of the event in the body."},
+                    "reason": {"type": "string", "enum": list(REASONS)},
+                    "error": {"type": "string"},
+                },
+                "required": ["index", "reason", "error"],
+            },
             "UsageAnswer": {
                 "type": "object",
                 "properties": {
-                    "accepted": {"type": "integer"},
+                    "accepted": {"type": "integer", "description": "Events kept (usage aggregates, last use)."},
                     "rejected": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {"index": {"type": "integer"}, "error": {"type": "string"}},
-                            "required": ["index", "error"],
+                        "description": "Events not kept: reason invalid or unknown_key.",
+                        "items": {"$ref": "#/components/schemas/UsageRejection"},
+                    },
+                    "detection": {
+                        "type": ["object", "null"],
+                        "description": "Of the kept events, those the detection engine took to judge and those "
+                        "it refused (late, buffer_full, ahead_of_clock_buffer_full, ...); null without an engine.",
+                        "properties": {
+                            "accepted": {"type": "integer"},
+                            "rejected": {"type": "array", "items": {"$ref": "#/components/schemas/UsageRejection"}},
                         },
+                        "required": ["accepted", "rejected"],
                     },
                 },
-                "required": ["accepted", "rejected"],
+                "required": ["accepted", "rejected", "detection"],
             },
         },
     },

@@ -62,10 +62,10 @@ def run_replay(service: DetectionService, path: str, *, progress: bool) -> tuple
     def feed() -> None:
         nonlocal accepted
         result = service.ingest(batch)
-        bad = {i for i, _ in result.rejected}
+        bad = {r.index for r in result.rejected}
         accepted += len(batch) - len(bad)
-        for i, reason in result.rejected:
-            problems.append(f"line {lines[i]}: {reason}")
+        for r in result.rejected:
+            problems.append(f"line {lines[r.index]}: {r.error}")
         total.findings.extend(result.findings)
         total.actions.extend(result.actions)
         total.notifications.extend(result.notifications)

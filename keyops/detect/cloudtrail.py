@@ -161,9 +161,9 @@ def replay(
     def feed() -> None:
         nonlocal accepted
         result = service.ingest(batch)
-        bad = {i for i, _ in result.rejected}
+        bad = {r.index for r in result.rejected}
         accepted += len(batch) - len(bad)
-        problems.extend(f"{where[i]}: {reason}" for i, reason in result.rejected)
+        problems.extend(f"{where[r.index]}: {r.error}" for r in result.rejected)
         total.findings.extend(result.findings)
         total.actions.extend(result.actions)
         total.notifications.extend(result.notifications)

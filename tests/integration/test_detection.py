@@ -134,12 +134,12 @@ def test_bad_and_unknown_events_are_rejected_and_change_nothing(app: App, traffi
     good = parse_all([{"ts": 1793491200.0 + i, "key_id": issued.key.id, "prompt": f"hello {i}"} for i in range(60)])
     unknown = parse_all([{"ts": 1793491230.0, "key_id": "01a219fe-a712-7523-b8e2-000000000009"}])
     result = app.detection.ingest(good + unknown)
-    assert [i for i, _ in result.rejected] == [60]
-    assert "unknown key" in result.rejected[0][1]
+    assert [(r.index, r.reason) for r in result.rejected] == [(60, "unknown_key")]
+    assert "unknown key" in result.rejected[0].error
     seen = app.detection.engine.keys[issued.key.id].n
     late = parse_all([{"ts": 1793491201.0, "key_id": issued.key.id, "output_tokens": 10**6}])
     result = app.detection.ingest(late)
-    assert result.rejected and "watermark" in result.rejected[0][1]
+    assert [r.reason for r in result.rejected] == ["late"] and "watermark" in result.rejected[0].error
     assert app.detection.engine.keys[issued.key.id].n == seen
     assert app.detection.engine.keys[issued.key.id].tok_out == 0
 

@@ -50,6 +50,8 @@ def test_vault_variables_are_defaults() -> None:
         ("[keys]\nprefix = 'Bad-Prefix'\n", {}, "keys.prefix"),
         ("", {"KEYOPS_DATABASE_AUTO_MIGRATE": "perhaps"}, "KEYOPS_DATABASE_AUTO_MIGRATE"),
         ("[log]\nlevel = 'LOUD'\n", {}, "log.level"),
+        ("[detection]\nmax_buffered = 5\n", {}, "detection.max_buffered"),
+        ("", {"KEYOPS_DETECTION_MAX_BUFFERED": "lots"}, "KEYOPS_DETECTION_MAX_BUFFERED"),
         ("not toml at all = = =", {}, "not valid TOML"),
         ("[redis]\ntimeout_ms = 0\n", {}, "redis.timeout_ms"),
         ("", {"KEYOPS_REDIS_TIMEOUT_MS": "fast"}, "KEYOPS_REDIS_TIMEOUT_MS"),
