@@ -26,8 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from keyops.domain.durations import parse_duration
+from keyops.domain.durations import format_duration, parse_duration
 from keyops.domain.keyformat import validate_prefix
+from keyops.domain.retention import parse_retention
 from keyops.errors import ConfigError, InvalidInputError
 
 ENV_PREFIX = "KEYOPS_"
@@ -184,6 +185,28 @@ class SchedulerSettings:
     prune_every: str = "1h"
     #: Usage aggregates older than this are deleted.
     usage_retention: str = "35d"
+
+
+@dataclass
+class RetentionSettings:
+    """How long history is kept; the daemon's prune job (and ``keyops db
+    prune``) deletes older rows. Each is a duration, or "forever" (or "0")."""
+
+    #: Received alert deliveries (their deduplication record). Alerts whose
+    #: actions are still being applied are never pruned.
+    inbound_alerts: str = "90d"
+    #: Findings; those of a key that is suspended right now are kept.
+    findings: str = "365d"
+    #: Outbox deliveries that were delivered (and events left with none).
+    #: Pending and dead deliveries are never pruned.
+    outbox_delivered: str = "30d"
+    #: Rows deleted per transaction, so a big table is never locked for long.
+    batch_size: int = 1000
+
+
+#: Shortest retention accepted per table: alert deduplication and the
+#: signature tolerance need a day of history; findings are evidence.
+RETENTION_MINIMUM = {"inbound_alerts": 86400, "findings": 86400, "outbox_delivered": 3600}
 
 
 @dataclass
@@ -385,6 +408,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
@@ -511,6 +535,7 @@ def _validate(settings: Settings) -> None:
     if settings.database.pool_size < 1:
         raise ConfigError("setting database.pool_size must be at least 1")
     _validate_daemon(settings)
+    _validate_retention(settings.retention)
     _validate_events(settings)
     _validate_issuers(settings)
     _validate_detection(settings)
@@ -547,6 +572,21 @@ def _validate_daemon(settings: Settings) -> None:
         raise ConfigError("setting server.last_use_flush must be at least 1s")
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
+
+
+def _validate_retention(retention: RetentionSettings) -> None:
+    for name, minimum in RETENTION_MINIMUM.items():
+        value = getattr(retention, name)
+        try:
+            seconds = parse_retention(value)
+        except ValueError as exc:
+            raise ConfigError(f"setting retention.{name}: {exc}") from None
+        if seconds is not None and seconds < minimum:
+            raise ConfigError(
+                f"setting retention.{name} must be at least {format_duration(minimum)} (or 'forever'), got {value!r}"
+            )
+    if not 10 <= retention.batch_size <= 100000:
+        raise ConfigError(f"setting retention.batch_size must be between 10 and 100000, got {retention.batch_size}")
 
 
 def _validate_events(settings: Settings) -> None:
