@@ -160,6 +160,14 @@ class ServerSettings:
     last_use_flush: str = "5s"
     #: Serve /metrics and /openapi.json without a token.
     public_metrics: bool = True
+    #: Connections (and tasks) served at once per worker; beyond it uvicorn
+    #: answers 503 at once instead of queueing without bound. 0 = no limit.
+    limit_concurrency: int = 1000
+    #: How long an idle keep-alive connection stays open.
+    keepalive_timeout: str = "5s"
+    #: A request's whole body must arrive within this (from its start);
+    #: later, 408 and the connection is closed (slow-body clients). "0" = off.
+    body_timeout: str = "10s"
 
 
 @dataclass
@@ -557,7 +565,8 @@ def _validate_daemon(settings: Settings) -> None:
         raise ConfigError("setting server.change_poll_ms must be between 10 and 60000")
     if server.max_body_bytes < 1024:
         raise ConfigError("setting server.max_body_bytes must be at least 1024")
-    durations = [("server", n, getattr(server, n)) for n in ("shutdown_timeout", "cache_refresh", "last_use_flush")]
+    names = ("shutdown_timeout", "cache_refresh", "last_use_flush", "keepalive_timeout", "body_timeout")
+    durations = [("server", n, getattr(server, n)) for n in names]
     durations += [
         ("scheduler", f.name, getattr(settings.scheduler, f.name))
         for f in dataclasses.fields(settings.scheduler)
@@ -570,6 +579,12 @@ def _validate_daemon(settings: Settings) -> None:
             raise ConfigError(f"setting {section}.{name}: {exc}") from None
     if parse_duration(server.last_use_flush) < 1:
         raise ConfigError("setting server.last_use_flush must be at least 1s")
+    if server.limit_concurrency < 0 or 0 < server.limit_concurrency < 10:
+        raise ConfigError(
+            f"setting server.limit_concurrency must be 0 (no limit) or at least 10, got {server.limit_concurrency}"
+        )
+    if parse_duration(server.keepalive_timeout) < 1:
+        raise ConfigError("setting server.keepalive_timeout must be at least 1s")
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
 

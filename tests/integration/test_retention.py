@@ -60,7 +60,9 @@ def _seed(app: App, *, old_findings: int = 2) -> dict[str, str]:
         finding("finding-old-suspended", suspended, OLD)
 
         def delivery(tag: str, status: str, age: timedelta) -> None:
-            event = models.OutboxEvent(type="finding.created", key_id=active, payload={"tag": tag}, created_at=now - age)
+            event = models.OutboxEvent(
+                type="finding.created", key_id=active, payload={"tag": tag}, created_at=now - age
+            )
             session.add(event)
             session.flush()
             row = models.OutboxDelivery(
@@ -93,7 +95,9 @@ def _left(app: App) -> dict[str, set[str]]:
                 ).scalars()
             },
             # Events keyops emitted itself while seeding (key.suspended) carry no tag.
-            "events": {str(p["tag"]) for p in session.execute(select(models.OutboxEvent.payload)).scalars() if "tag" in p},
+            "events": {
+                str(p["tag"]) for p in session.execute(select(models.OutboxEvent.payload)).scalars() if "tag" in p
+            },
         }
 
 
@@ -136,7 +140,9 @@ def test_prune_job_deletes_old_history_in_batches_and_keeps_the_rest(small_batch
 
 
 def test_forever_keeps_that_history(env: dict[str, str]) -> None:
-    app = build(load_settings(env={**env, "KEYOPS_RETENTION_FINDINGS": "forever", "KEYOPS_RETENTION_INBOUND_ALERTS": "0"}))
+    app = build(
+        load_settings(env={**env, "KEYOPS_RETENTION_FINDINGS": "forever", "KEYOPS_RETENTION_INBOUND_ALERTS": "0"})
+    )
     try:
         _seed(app)
         report = prune_history(app.engine, app.sessions, app.settings.retention, actor="test")
