@@ -27,13 +27,14 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyops.domain.states import VersionState
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.lifecycle import backoff
-from keyops.lifecycle.rotation_state import LeaseLost, audit_step, owned, record
+from keyops.lifecycle.rotation_state import LeaseLost, Snapshot, audit_step, owned, read_snapshot, record
 from keyops.lifecycle.views import iso
 from keyops.notify.outbox import emit
 
@@ -106,6 +107,33 @@ def discard_pending(session: Session, rotation: models.Rotation, key: models.Key
         reason="the rotation failed for good before activation: its pending version is revoked",
     )
     return discarded
+
+
+def discard_abandoned_pending(sessions: sessionmaker[Session], limit: int = 100) -> list[tuple[Snapshot, Discarded]]:
+    """Rotations that failed for good before ``discard_pending`` existed
+    (or under a setting that made every failure final) still hold a pending
+    version; discard those too. The resume job calls this each run: one
+    indexed query that finds nothing once they are gone. Returns what the
+    caller should remove from the stores."""
+    found: list[tuple[Snapshot, Discarded]] = []
+    with sessions.begin() as session:
+        rotations = session.execute(
+            select(models.Rotation)
+            .where(models.Rotation.status == "failed", models.Rotation.next_attempt_at.is_(None))
+            .where(models.Rotation.step.in_(_BEFORE_ACTIVATION), models.Rotation.new_version_id.is_not(None))
+            .order_by(models.Rotation.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+        for rotation in list(rotations):
+            key = session.get(models.Key, rotation.key_id)
+            if key is None:
+                continue
+            snap = read_snapshot(session, rotation.id)
+            discarded = discard_pending(session, rotation, key)
+            if discarded is not None:
+                found.append((snap, discarded))
+    return found
 
 
 def mark_failed(

@@ -51,7 +51,7 @@ from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.issuers import IssuerRegistry, NativeOnly
 from keyops.lifecycle import backoff
-from keyops.lifecycle.rotation_failure import Discarded, RetryPlan, mark_failed
+from keyops.lifecycle.rotation_failure import Discarded, RetryPlan, discard_abandoned_pending, mark_failed
 from keyops.lifecycle.rotation_result import RotationResult, result_of
 from keyops.lifecycle.rotation_state import (
     LeaseLost,
@@ -462,6 +462,14 @@ class RotationRunner:
         discarded = mark_failed(self._sessions, self._lease, self.retry_plan, rotation_id, worker_id, message)
         if discarded is not None:
             self._clean_up_discarded(snap, discarded)
+
+    def discard_abandoned(self) -> int:
+        """Revoke pending versions that rotations failed for good still hold
+        (see ``discard_abandoned_pending``); returns how many."""
+        found = discard_abandoned_pending(self._sessions)
+        for snap, discarded in found:
+            self._clean_up_discarded(snap, discarded)
+        return len(found)
 
     def _clean_up_discarded(self, snap: Snapshot, discarded: Discarded) -> None:
         """Best effort, once: remove a revoked pending version's copies from

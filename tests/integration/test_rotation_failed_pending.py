@@ -7,11 +7,12 @@ in-process."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from keyops import audit
@@ -123,3 +124,57 @@ def test_pending_version_of_a_rotation_failed_for_good_stops_verifying(
         assert current is not None and current not in (old, new)
         assert _verify(client, token, new)["code"] == "REVOKED"
         assert wait_for(lambda: _verify(client, token, current)["code"] == "VALID", timeout=5, what="fresh key valid")
+
+
+def test_resume_job_discards_the_pending_version_a_rotation_failed_for_good_still_holds(
+    env: dict[str, str], vault_env: dict[str, str], openbao: OpenBaoServer, store_prefix: str
+) -> None:
+    """A rotation failed for good before this rule existed (an upgraded
+    inventory) still holds a pending version: the daemon's resume job
+    revokes it, once."""
+    settings = {**env, **vault_env, "KEYOPS_ROTATION_MAX_ATTEMPTS": "1", "KEYOPS_ROTATION_AUTOMATIC_RETRIES": "1"}
+    app = build(load_settings(env=settings))
+    try:
+        vault_uri = f"vault:secret/{store_prefix}pay/legacy"
+        app.keys.issue(
+            "pay/legacy", owner="payments", profile="interactive", policy="standard", actor="test",
+            destinations=[vault_uri],
+        )  # fmt: skip
+        with openbao.outage():
+            failed = app.rotations.rotate("pay/legacy", actor="test")
+        assert failed.status == "failed" and failed.next_attempt_at is not None
+        # An automatic retry is still due, so the pending version is kept ...
+        app.rotations.resume(now=failed.next_attempt_at - timedelta(seconds=5))
+        assert _version_state(app, "pay/legacy", 2) == "pending"
+        # ... until the rotation has none left, as an older keyops left it.
+        with app.engine.begin() as conn:
+            conn.execute(
+                update(models.Rotation).where(models.Rotation.id == failed.rotation_id).values(next_attempt_at=None)
+            )
+        assert app.rotations.resume() == []
+        assert _version_state(app, "pay/legacy", 2) == "revoked"
+        assert app.rotations.show(failed.rotation_id).status == "failed"
+        with app.sessions() as session:
+            actions = session.execute(
+                select(models.AuditEvent.action).where(models.AuditEvent.key_name == "pay/legacy")
+            ).scalars().all()  # fmt: skip
+        assert actions.count("rotation.pending_discarded") == 1
+        app.rotations.resume()
+        with app.sessions() as session:
+            again = session.execute(
+                select(models.AuditEvent.action).where(models.AuditEvent.action == "rotation.pending_discarded")
+            ).scalars().all()  # fmt: skip
+        assert len(again) == 1
+    finally:
+        app.close()
+
+
+def _version_state(app: App, key_name: str, number: int) -> str:
+    with app.sessions() as session:
+        return str(
+            session.execute(
+                select(models.KeyVersion.state)
+                .join(models.Key)
+                .where(models.Key.name == key_name, models.KeyVersion.number == number)
+            ).scalar_one()
+        )
