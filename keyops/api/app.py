@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from keyops.api import ops
 from keyops.api.alerts import alerts_endpoint
-from keyops.api.body_timeout import BODY_TIMEOUT_MESSAGE, BodyTimeoutError, deadline_receive, send_timeout_response
+from keyops.api.body_timeout import BODY_TIMEOUT_MESSAGE, BodyDeadlines, BodyTimeoutError, send_timeout_response
 from keyops.api.cache_sync import CacheSync
 from keyops.api.last_use import Flusher
 from keyops.api.ratelimit import LocalBuckets, RedisBuckets
@@ -63,7 +63,7 @@ class CountRequests:
         self.inner = inner
         self.counts = state.metrics.http
         self.verify = VerifyFastPath(state)
-        self.body_timeout = body_timeout
+        self.deadlines = BodyDeadlines(body_timeout) if body_timeout > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,8 +81,8 @@ class CountRequests:
                 started = True
             await send(message)
 
-        if self.body_timeout > 0:
-            receive = deadline_receive(receive, self.body_timeout)
+        if self.deadlines is not None:
+            receive = self.deadlines.wrap(receive)
         try:
             if route == "/v1/keys/verify" and scope["method"] == "POST":
                 await self.verify(scope, receive, counting_send)

@@ -5,9 +5,9 @@ a client may take to send a body: a client that sends its headers and a few
 bytes, then trickles or stalls ("slowloris"), holds a connection, a slot of
 ``server.limit_concurrency`` and a handler for as long as it likes.
 
-``deadline_receive`` wraps an ASGI ``receive`` so that the whole body must
-arrive within the timeout, counted from the start of the request; past it,
-the read raises ``BodyTimeoutError``. The outermost layer answers 408 with
+``BodyDeadlines.wrap`` wraps an ASGI ``receive`` so that the whole body
+must arrive within the timeout, counted from the start of the request; past
+it, the read raises ``BodyTimeoutError``. The outermost layer answers 408 with
 ``Connection: close`` (uvicorn then closes the connection); inside Starlette
 an exception handler does the same. Waiting is asynchronous, so a stalled
 body blocks no other request. Once the body is complete, ``receive`` is
@@ -31,28 +31,71 @@ class BodyTimeoutError(Exception):
     """The request body was not fully received within ``server.body_timeout``."""
 
 
-def deadline_receive(receive: Receive, seconds: float) -> Receive:
-    """``receive`` with a deadline ``seconds`` from now on the whole body."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    complete = False
+class BodyDeadlines:
+    """The body deadline of every request in flight in one process.
 
-    async def timed() -> Message:
-        nonlocal complete
-        if complete:
-            return await receive()
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise BodyTimeoutError
-        try:
-            message = await asyncio.wait_for(receive(), remaining)
-        except TimeoutError:
-            raise BodyTimeoutError from None
-        if message.get("type") != "http.request" or not message.get("more_body", False):
-            complete = True
-        return message
+    A request's reads register their task and deadline in a dict; one
+    sweeper task per event loop looks at it a few times per timeout and
+    cancels the reads that are past theirs, and such a read raises
+    ``BodyTimeoutError``. Per request that is a dict store and delete: no
+    timer and no task (``asyncio.timeout``/``wait_for`` per read cost
+    several times more, and this wraps every verify request). The sweep
+    interval makes the deadline late by at most a quarter of it.
+    """
 
-    return timed
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._interval = min(1.0, max(0.05, seconds / 4))
+        self._reading: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def wrap(self, receive: Receive) -> Receive:
+        """``receive`` with a deadline ``seconds`` from now on the whole body."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        reading, expired = self._reading, self._expired
+        complete = False
+
+        async def timed() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            if deadline <= loop.time():
+                raise BodyTimeoutError
+            task = asyncio.current_task()
+            assert task is not None
+            reading[task] = deadline
+            sweeper = self._sweeper
+            if sweeper is None or sweeper.done():
+                self._sweeper = loop.create_task(self._sweep(loop))
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                if task in expired:
+                    expired.discard(task)
+                    task.uncancel()
+                    raise BodyTimeoutError from None
+                raise
+            finally:
+                reading.pop(task, None)
+            if message.get("type") != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        return timed
+
+    async def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel reads past their deadline; ends when none is in flight
+        (the next read starts it again)."""
+        while self._reading:
+            await asyncio.sleep(self._interval)
+            now = loop.time()
+            for task, deadline in list(self._reading.items()):
+                if deadline <= now:
+                    del self._reading[task]
+                    self._expired.add(task)
+                    task.cancel()
 
 
 async def send_timeout_response(send: Send) -> None:
