@@ -26,8 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from keyops.domain.durations import parse_duration
+from keyops.domain.durations import format_duration, parse_duration
 from keyops.domain.keyformat import validate_prefix
+from keyops.domain.retention import parse_retention
 from keyops.errors import ConfigError, InvalidInputError
 
 ENV_PREFIX = "KEYOPS_"
@@ -159,6 +160,14 @@ class ServerSettings:
     last_use_flush: str = "5s"
     #: Serve /metrics and /openapi.json without a token.
     public_metrics: bool = True
+    #: Connections (and tasks) served at once per worker; beyond it uvicorn
+    #: answers 503 at once instead of queueing without bound. 0 = no limit.
+    limit_concurrency: int = 1000
+    #: How long an idle keep-alive connection stays open.
+    keepalive_timeout: str = "5s"
+    #: A request's whole body must arrive within this (from its start);
+    #: later, 408 and the connection is closed (slow-body clients). "0" = off.
+    body_timeout: str = "10s"
 
 
 @dataclass
@@ -192,6 +201,28 @@ class SchedulerSettings:
     prune_every: str = "1h"
     #: Usage aggregates older than this are deleted.
     usage_retention: str = "35d"
+
+
+@dataclass
+class RetentionSettings:
+    """How long history is kept; the daemon's prune job (and ``keyops db
+    prune``) deletes older rows. Each is a duration, or "forever" (or "0")."""
+
+    #: Received alert deliveries (their deduplication record). Alerts whose
+    #: actions are still being applied are never pruned.
+    inbound_alerts: str = "90d"
+    #: Findings; those of a key that is suspended right now are kept.
+    findings: str = "365d"
+    #: Outbox deliveries that were delivered (and events left with none).
+    #: Pending and dead deliveries are never pruned.
+    outbox_delivered: str = "30d"
+    #: Rows deleted per transaction, so a big table is never locked for long.
+    batch_size: int = 1000
+
+
+#: Shortest retention accepted per table: alert deduplication and the
+#: signature tolerance need a day of history; findings are evidence.
+RETENTION_MINIMUM = {"inbound_alerts": 86400, "findings": 86400, "outbox_delivered": 3600}
 
 
 @dataclass
@@ -432,6 +463,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
@@ -559,6 +591,7 @@ def _validate(settings: Settings) -> None:
     if settings.database.pool_size < 1:
         raise ConfigError("setting database.pool_size must be at least 1")
     _validate_daemon(settings)
+    _validate_retention(settings.retention)
     _validate_events(settings)
     _validate_issuers(settings)
     _validate_detection(settings)
@@ -581,7 +614,8 @@ def _validate_daemon(settings: Settings) -> None:
         raise ConfigError("setting server.change_poll_ms must be between 10 and 60000")
     if server.max_body_bytes < 1024:
         raise ConfigError("setting server.max_body_bytes must be at least 1024")
-    durations = [("server", n, getattr(server, n)) for n in ("shutdown_timeout", "cache_refresh", "last_use_flush")]
+    names = ("shutdown_timeout", "cache_refresh", "last_use_flush", "keepalive_timeout", "body_timeout")
+    durations = [("server", n, getattr(server, n)) for n in names]
     durations += [
         ("scheduler", f.name, getattr(settings.scheduler, f.name))
         for f in dataclasses.fields(settings.scheduler)
@@ -594,6 +628,12 @@ def _validate_daemon(settings: Settings) -> None:
             raise ConfigError(f"setting {section}.{name}: {exc}") from None
     if parse_duration(server.last_use_flush) < 1:
         raise ConfigError("setting server.last_use_flush must be at least 1s")
+    if server.limit_concurrency < 0 or 0 < server.limit_concurrency < 10:
+        raise ConfigError(
+            f"setting server.limit_concurrency must be 0 (no limit) or at least 10, got {server.limit_concurrency}"
+        )
+    if parse_duration(server.keepalive_timeout) < 1:
+        raise ConfigError("setting server.keepalive_timeout must be at least 1s")
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
     _validate_redis(settings.redis)
@@ -610,6 +650,21 @@ def _validate_redis(redis: RedisSettings) -> None:
         raise ConfigError(f"setting redis.breaker_cooldown: {exc}") from None
     if not 1 <= cooldown <= 3600:
         raise ConfigError("setting redis.breaker_cooldown must be between 1s and 1h")
+
+
+def _validate_retention(retention: RetentionSettings) -> None:
+    for name, minimum in RETENTION_MINIMUM.items():
+        value = getattr(retention, name)
+        try:
+            seconds = parse_retention(value)
+        except ValueError as exc:
+            raise ConfigError(f"setting retention.{name}: {exc}") from None
+        if seconds is not None and seconds < minimum:
+            raise ConfigError(
+                f"setting retention.{name} must be at least {format_duration(minimum)} (or 'forever'), got {value!r}"
+            )
+    if not 10 <= retention.batch_size <= 100000:
+        raise ConfigError(f"setting retention.batch_size must be between 10 and 100000, got {retention.batch_size}")
 
 
 def _validate_events(settings: Settings) -> None:

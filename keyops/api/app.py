@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from keyops.api import ops
 from keyops.api.alerts import alerts_endpoint
+from keyops.api.body_timeout import BODY_TIMEOUT_MESSAGE, BodyDeadlines, BodyTimeoutError, send_timeout_response
 from keyops.api.cache_sync import CacheSync
 from keyops.api.last_use import Flusher
 from keyops.api.ratelimit import LocalBuckets, RedisBuckets, ResilientBuckets
@@ -56,13 +57,15 @@ _ROUTES = {
 
 class CountRequests:
     """The outermost layer: counts requests by route template and status for
-    ``keyops_http_requests_total`` (a few dict operations per request), and
-    hands ``POST /v1/keys/verify`` to its bare-ASGI fast path."""
+    ``keyops_http_requests_total`` (a few dict operations per request),
+    hands ``POST /v1/keys/verify`` to its bare-ASGI fast path, and puts the
+    ``server.body_timeout`` deadline on reading every request's body."""
 
-    def __init__(self, inner: ASGIApp, state: ApiState) -> None:
+    def __init__(self, inner: ASGIApp, state: ApiState, body_timeout: float = 0.0) -> None:
         self.inner = inner
         self.counts = state.metrics.http
         self.verify = VerifyFastPath(state)
+        self.deadlines = BodyDeadlines(body_timeout) if body_timeout > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,18 +74,26 @@ class CountRequests:
         path: str = scope["path"]
         route = _ROUTES.get(path) or ("/v1/alerts/{source}" if path.startswith("/v1/alerts/") else "other")
         status = 500
+        started = False
 
         async def counting_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                started = True
             await send(message)
 
+        if self.deadlines is not None:
+            receive = self.deadlines.wrap(receive)
         try:
             if route == "/v1/keys/verify" and scope["method"] == "POST":
                 await self.verify(scope, receive, counting_send)
             else:
                 await self.inner(scope, receive, counting_send)
+        except BodyTimeoutError:
+            # The fast path has no exception handlers: answer here.
+            if not started:
+                await send_timeout_response(counting_send)
         finally:
             key = (route, status)
             self.counts[key] = self.counts.get(key, 0) + 1
@@ -94,6 +105,12 @@ async def _not_found(request: Request, _exc: Exception) -> Response:
 
 async def _method_not_allowed(request: Request, _exc: Exception) -> Response:
     return json_error(405, f"{request.method} is not allowed on {request.url.path} (see /openapi.json)")
+
+
+async def _body_timeout(_request: Request, _exc: Exception) -> Response:
+    return Response(
+        BODY_TIMEOUT_MESSAGE, status_code=408, headers={"connection": "close"}, media_type="application/json"
+    )
 
 
 async def _server_error(_request: Request, _exc: Exception) -> Response:
@@ -175,10 +192,15 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
     starlette = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
+        exception_handlers={
+            404: _not_found,
+            405: _method_not_allowed,
+            500: _server_error,
+            BodyTimeoutError: _body_timeout,
+        },
     )
     starlette.state.keyops = state
-    return CountRequests(starlette, state)
+    return CountRequests(starlette, state, body_timeout=float(parse_duration(app.settings.server.body_timeout)))
 
 
 async def _start_redis(state: ApiState) -> RedisFanout | None:
