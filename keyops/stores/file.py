@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -48,6 +49,13 @@ FORMAT = "keyops-file-store/1"
 KEY_FILE_NAME = "file-store.key"
 
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+class DestinationOutsideStoreError(InvalidInputError, StoreError):
+    """A ``file:`` destination outside ``stores.file.directory``. Invalid input
+    where a user gives it (exit code 6); a store failure for a destination
+    already in the inventory, so per-destination handling (rotation,
+    reconcile, retire) reports it for that destination and goes on."""
 
 
 class StoreUndecryptableError(StoreError):
@@ -184,7 +192,7 @@ def confine(directory: Path, dest: Destination) -> Path:
     candidate = location if location.is_absolute() else Path(directory) / location
     real = Path(os.path.realpath(candidate))
     if root not in real.parents:
-        raise InvalidInputError(
+        raise DestinationOutsideStoreError(
             f"destination {dest.uri} is outside stores.file.directory ({root}); use a path under it"
         )
     return real
@@ -228,12 +236,14 @@ class FileStore(SecretStore):
         swapped in after ``confine`` looked cannot redirect us). ``None`` when
         it does not exist and ``create`` is false."""
         root = Path(os.path.realpath(self._directory))
-        if create:
-            root.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
+            if create:
+                root.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StoreUnavailableError(f"file store: cannot use directory {root}: {exc.strerror}") from None
         try:
             for part in path.parent.relative_to(root).parts:
                 try:
@@ -253,7 +263,7 @@ class FileStore(SecretStore):
         return fd
 
     def _os_error(self, doing: str, path: Path, exc: OSError) -> StoreError:
-        if exc.errno in (40, 20):  # ELOOP, ENOTDIR: a symbolic link where a directory or file should be
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a symbolic link where a directory or file should be
             return StoreConflictError(
                 f"file store: cannot {doing} {path}: a symbolic link is in the way "
                 f"(links inside stores.file.directory are not followed)"
@@ -267,16 +277,11 @@ class FileStore(SecretStore):
         with self._locks_guard:
             lock = self._locks.setdefault(path, threading.Lock())
         with lock:
-            try:
-                dir_fd = self._open_parent(path, create=True)
-                assert dir_fd is not None
-            except OSError as exc:
-                raise StoreUnavailableError(f"file store: cannot open {path}: {exc.strerror}") from None
+            dir_fd = self._open_parent(path, create=True)
+            assert dir_fd is not None
             try:
                 try:
-                    fd = os.open(
-                        path.name + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd
-                    )
+                    fd = os.open(path.name + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
                 except OSError as exc:
                     raise self._os_error("lock", path, exc) from None
                 try:

@@ -132,6 +132,10 @@ def test_a_link_planted_after_issue_is_not_written_through(cli: Any, tmp_path: P
     assert os.readlink(planted) == str(target)
     shown = json.loads(ok(cli("keys", "show", "team/planted", "--json")).stdout)
     assert [v["number"] for v in shown["versions"] if v["state"] == "current"] == [1]
+    # reconcile reports that destination and carries on; it writes nothing there either.
+    report = cli("reconcile", "--repair", "--json")
+    assert "Traceback" not in report.stderr and "is outside stores.file.directory" in report.stdout, report
+    assert target.read_bytes() == PRECIOUS
 
 
 def test_the_store_itself_refuses_links(tmp_path: Path) -> None:
