@@ -10,9 +10,11 @@ import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,14 @@ def test_a_link_planted_after_issue_is_not_written_through(cli: Any, tmp_path: P
     planted = secrets_dir(tmp_path) / "planted.key"
     planted.unlink()
     planted.symlink_to(target)
+    # reconcile reports that destination and carries on; repairing writes nothing through the link.
+    report = cli("reconcile", "--repair", "--json")
+    assert "Traceback" not in report.stderr, report.stderr
+    rows = json.loads(report.stdout)["rows"]
+    found = [(r["destination"], r["status"], r["repaired"]) for r in rows]
+    assert found == [("file:planted.key", "unreachable", False)]
+    assert "is outside stores.file.directory" in rows[0]["detail"]
+    assert target.read_bytes() == PRECIOUS
     result = cli("keys", "rotate", "team/planted")
     assert result.code != 0, result.stdout
     assert "is outside stores.file.directory" in result.stderr
@@ -132,10 +142,6 @@ def test_a_link_planted_after_issue_is_not_written_through(cli: Any, tmp_path: P
     assert os.readlink(planted) == str(target)
     shown = json.loads(ok(cli("keys", "show", "team/planted", "--json")).stdout)
     assert [v["number"] for v in shown["versions"] if v["state"] == "current"] == [1]
-    # reconcile reports that destination and carries on; it writes nothing there either.
-    report = cli("reconcile", "--repair", "--json")
-    assert "Traceback" not in report.stderr and "is outside stores.file.directory" in report.stdout, report
-    assert target.read_bytes() == PRECIOUS
 
 
 def test_the_store_itself_refuses_links(tmp_path: Path) -> None:
@@ -270,44 +276,57 @@ def test_a_configured_key_file_that_is_missing_is_not_created(cli: Any, tmp_path
 # -- creating the key: several processes at once --------------------------------------
 
 
-def _first_start(key_home: str, directory: str, ready: Any, out: Any) -> None:
-    """One worker's first start: wait for the others, then load (or create) the key."""
-    ready.wait()
-    try:
-        key = load_key("", "", Path(directory), key_home)
-        out.put(("ok", key.fernet.encrypt(b"probe").decode()))
-    except Exception as exc:  # reported to the test, which fails on it
-        out.put(("error", f"{type(exc).__name__}: {exc}"))
+def _first_starts(key_homes: list[str], directory: str, barrier: Any, out: Any) -> None:
+    """One worker's first starts, one per key home: wait until every worker
+    is ready, then load the key (creating it if it is missing)."""
+    for i, key_home in enumerate(key_homes):
+        barrier.wait(timeout=300)
+        try:
+            key = load_key("", "", Path(directory) / f"data-{i}", key_home)
+            out.put((i, "ok", key.fernet.encrypt(b"probe").decode()))
+        except Exception as exc:  # reported to the test, which fails on it
+            out.put((i, "error", f"{type(exc).__name__}: {exc}"))
 
 
-@pytest.mark.parametrize("round_", range(6))
-def test_workers_starting_together_share_one_complete_key(tmp_path: Path, round_: int) -> None:
-    workers = 4
-    key_home = tmp_path / "keyops"
-    key_file = key_home / "file-store.key"
+def test_workers_starting_together_share_one_complete_key(tmp_path: Path) -> None:
+    """Four processes start at the same moment, forty times over (a fresh key
+    location each time): each time they all get the one key in the file, and
+    the file is never seen empty."""
+    workers, rounds = 4, 40
+    homes = [tmp_path / f"home-{i}" / "keyops" for i in range(rounds)]
     ctx = multiprocessing.get_context("spawn")
-    ready = ctx.Barrier(workers + 1)
+    barrier = ctx.Barrier(workers + 1)
     out = ctx.Queue()
     procs = [
-        ctx.Process(target=_first_start, args=(str(key_home), str(tmp_path / "secrets"), ready, out))
+        ctx.Process(target=_first_starts, args=([str(h) for h in homes], str(tmp_path), barrier, out))
         for _ in range(workers)
     ]
     for proc in procs:
         proc.start()
-    ready.wait(timeout=60)
-    sizes_seen = set()
-    while any(proc.is_alive() for proc in procs):
-        with contextlib.suppress(FileNotFoundError):
-            sizes_seen.add(key_file.stat().st_size)
-    for proc in procs:
-        proc.join(timeout=60)
-    results = [out.get(timeout=10) for _ in procs]
-    assert [status for status, _ in results] == ["ok"] * workers, results
-    final = Fernet(key_file.read_bytes().strip())
-    assert all(final.decrypt(token.encode()) == b"probe" for _, token in results), "a worker used another key"
-    assert 0 not in sizes_seen, "the key file was seen empty"
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert [p.name for p in key_home.iterdir()] == ["file-store.key"], "a temporary file was left behind"
+    try:
+        for i, home in enumerate(homes):
+            key_file = home / "file-store.key"
+            barrier.wait(timeout=300)
+            results: list[tuple[int, str, str]] = []
+            sizes_seen = set()
+            deadline = time.monotonic() + 60
+            while len(results) < workers:
+                assert time.monotonic() < deadline, f"round {i}: workers did not answer"
+                with contextlib.suppress(FileNotFoundError):
+                    sizes_seen.add(key_file.stat().st_size)
+                with contextlib.suppress(queue.Empty):
+                    results.append(out.get(timeout=0.001))
+            assert [(r, status) for r, status, _ in results] == [(i, "ok")] * workers, results
+            final = Fernet(key_file.read_bytes().strip())
+            assert all(final.decrypt(token.encode()) == b"probe" for _, _, token in results), f"round {i}: two keys"
+            assert 0 not in sizes_seen, f"round {i}: the key file was seen empty"
+            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            assert [p.name for p in home.iterdir()] == ["file-store.key"], "a temporary file was left behind"
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
 
 
 def test_two_cli_processes_at_first_start_use_the_same_key(base_env: dict[str, str], tmp_path: Path) -> None:
