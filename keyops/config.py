@@ -62,14 +62,38 @@ class LogSettings:
     format: str = "json"
 
 
+#: Marks a field filled in by ``load_settings`` rather than read from a file.
+DERIVED = {"derived": True}
+
+
 @dataclass
 class FileStoreSettings:
-    #: Directory for file: destinations given as relative paths.
+    #: Every file: destination lives under this directory (relative paths are
+    #: taken from it; absolute ones must resolve inside it).
     directory: str = "keyops-secrets"
     #: Fernet key (urlsafe base64, 32 bytes) that encrypts material at rest.
-    #: When empty, a key file is created beside the directory on first use.
+    #: When both are empty, the key file is <directory>.key if that exists
+    #: (earlier versions created it there), else file-store.key in key_home,
+    #: created on first use.
     encryption_key: str = ""
     encryption_key_file: str = ""
+    #: Not a setting: keyops' own directory for the default key file, from the
+    #: environment ($STATE_DIRECTORY under systemd, else $XDG_CONFIG_HOME/keyops
+    #: or ~/.config/keyops); empty when none of them is set.
+    key_home: str = field(default="", metadata=DERIVED)
+
+
+def default_key_home(env: Mapping[str, str]) -> str:
+    """Where keyops keeps the file-store key when none is configured: apart
+    from the data directory (and out of a working tree that ``git add -A``
+    would commit)."""
+    if env.get("STATE_DIRECTORY"):
+        return env["STATE_DIRECTORY"].split(":", 1)[0]
+    if env.get("XDG_CONFIG_HOME"):
+        return str(Path(env["XDG_CONFIG_HOME"]) / "keyops")
+    if env.get("HOME"):
+        return str(Path(env["HOME"]) / ".config" / "keyops")
+    return ""
 
 
 @dataclass
@@ -508,13 +532,13 @@ def _coerce(value: Any, kind: Any, path: str) -> Any:
 def _build(cls: type[Any], doc: Mapping[str, Any], path: str, env: Mapping[str, str]) -> Any:
     hints = get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("derived")}
     for key in doc:
         if key not in known or key == "source":
             where = f"{path}.{key}" if path else key
             raise ConfigError(f"unknown setting {where} (check the spelling against config/keyops.example.toml)")
     for f in dataclasses.fields(cls):
-        if f.name == "source":
+        if f.name == "source" or f.metadata.get("derived"):
             continue
         kind = hints[f.name]
         fpath = f"{path}.{f.name}" if path else f.name
@@ -793,15 +817,10 @@ AUDIT_KEY_MIN_CHARS = 32
 
 def default_state_directory(env: Mapping[str, str]) -> Path:
     """keyops' own directory for secrets that must stay out of the database,
-    the file store's data directory and the working tree: ``$STATE_DIRECTORY``
-    under systemd, else ``$XDG_CONFIG_HOME/keyops``, else ``~/.config/keyops``
-    (the same place as the file store's default key)."""
-    if env.get("STATE_DIRECTORY"):
-        return Path(env["STATE_DIRECTORY"].split(":", 1)[0])
-    if env.get("XDG_CONFIG_HOME"):
-        return Path(env["XDG_CONFIG_HOME"]) / "keyops"
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    return home / ".config" / "keyops"
+    the file store's data directory and the working tree (the same place as
+    the file store's default key, :func:`default_key_home`)."""
+    home = default_key_home(env)
+    return Path(home) if home else Path.home() / ".config" / "keyops"
 
 
 def _validate_audit(settings: Settings) -> None:
@@ -858,6 +877,7 @@ def load_settings(config_path: str | None = None, env: Mapping[str, str] | None 
     settings.source = str(path) if path else "defaults"
     if not settings.audit.key_file:
         settings.audit.key_file = str(default_state_directory(env) / "audit.key")
+    settings.stores.file.key_home = default_key_home(env)
     _validate(settings)
     return settings
 

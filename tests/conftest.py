@@ -53,10 +53,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def base_env(tmp_path: Path) -> dict[str, str]:
     """Environment for keyops in tests: no config file, quiet logs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYOPS_", "VAULT_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYOPS_", "VAULT_")) and k != "STATE_DIRECTORY"}
     env["KEYOPS_LOG_LEVEL"] = "WARNING"
     env["KEYOPS_STORES_FILE_DIRECTORY"] = str(tmp_path / "secrets")
     env["KEYOPS_AUDIT_KEY_FILE"] = str(tmp_path / "state" / "audit.key")
+    # The default file-store key goes to $XDG_CONFIG_HOME/keyops: keep it in the test's directory.
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
     return env
 
 

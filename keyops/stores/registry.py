@@ -31,8 +31,18 @@ class StoreRegistry:
         return parse_destination(uri)
 
     def resolve(self, uri: str) -> tuple[Destination, SecretStore]:
+        """The destination and its store. A ``file:`` destination outside
+        ``stores.file.directory`` is refused here, before the store is built
+        (which may create its key file): bad input changes nothing."""
         dest = parse_destination(uri)
+        if dest.scheme == "file":
+            from keyops.stores.file import confine
+
+            confine(self._file_directory(), dest)
         return dest, self.for_scheme(dest.scheme)
+
+    def _file_directory(self) -> Path:
+        return Path(self._settings.file.directory).absolute()
 
     def __call__(self, uri: str) -> SecretStore:
         return self.resolve(uri)[1]
@@ -53,10 +63,11 @@ class StoreRegistry:
     def _build(self, scheme: str) -> SecretStore:
         s = self._settings
         if scheme == "file":
-            from keyops.stores.file import FileStore, load_fernet
+            from keyops.stores.file import FileStore, load_key
 
-            directory = Path(s.file.directory).absolute()
-            return FileStore(directory, load_fernet(s.file.encryption_key, s.file.encryption_key_file, directory))
+            directory = self._file_directory()
+            key = load_key(s.file.encryption_key, s.file.encryption_key_file, directory, s.file.key_home)
+            return FileStore(directory, key.fernet, key_source=key.source)
         if scheme == "vault":
             try:
                 from keyops.stores.vault import VaultStore

@@ -81,3 +81,20 @@ def test_redis_resilience_defaults_and_overrides() -> None:
 def test_missing_explicit_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(str(tmp_path / "nope.toml"), env={})
+
+
+def test_the_default_file_store_key_home_is_apart_from_the_data_directory(tmp_path: Path) -> None:
+    def home(env: dict[str, str]) -> str:
+        return load_settings(env=env).stores.file.key_home
+
+    assert home({"HOME": "/home/ann"}) == "/home/ann/.config/keyops"
+    assert home({"HOME": "/home/ann", "XDG_CONFIG_HOME": "/cfg"}) == "/cfg/keyops"
+    # systemd's StateDirectory= (the shipped unit has no home directory).
+    assert home({"HOME": "/", "XDG_CONFIG_HOME": "/cfg", "STATE_DIRECTORY": "/var/lib/keyops:/x"}) == "/var/lib/keyops"
+    assert home({}) == ""
+    # It is derived, never a setting a file or the environment can give.
+    with pytest.raises(ConfigError, match=r"unknown setting stores\.file\.key_home"):
+        config = tmp_path / "k.toml"
+        config.write_text('[stores.file]\nkey_home = "/tmp"\n')
+        load_settings(env={"KEYOPS_CONFIG": str(config)})
+    assert home({"KEYOPS_STORES_FILE_KEY_HOME": "/tmp"}) == ""

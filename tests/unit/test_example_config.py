@@ -16,7 +16,7 @@ def _setting_paths(cls: type[Any], prefix: str = "") -> list[str]:
     paths: list[str] = []
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name == "source":
+        if f.name == "source" or f.metadata.get("derived"):
             continue
         path = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(hints[f.name]):
