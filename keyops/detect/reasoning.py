@@ -1,9 +1,15 @@
 """Reasoning elicitation: the share of prompts built to make the model write
-out its internal reasoning (``keyops.detect.patterns.STRONG``), against the
-profile's normal, over the recent hours (decayed counts, half-life one
-hour, so a low-and-slow key is judged on hundreds of prompts). Requests for a worked, step-by-step answer
-(``patterns.WEAK``) are reported in the evidence but never count: a tutoring
-product's users ask for them all day."""
+out its internal reasoning (``keyops.detect.patterns.STRONG``), over the
+recent hours (decayed counts, half-life one hour, so a low-and-slow key is
+judged on hundreds of prompts).
+
+Requests for a worked, step-by-step answer (``patterns.WEAK``) are reported
+in the evidence but never count: a tutoring product's users ask for them all
+day. What is expected is the profile's share or, when higher, the key's own
+share learned from windows without an open reasoning finding, from the first
+request: asking for the model's internal reasoning *as data* is the signal
+itself, so a key that does it from day one is not learned as normal.
+"""
 
 from __future__ import annotations
 
@@ -13,31 +19,56 @@ from keyops.detect.state import KeyState
 
 Z_START = 2.0
 Z_FULL = 6.0
+MIN_BASELINE_WINDOWS = 12
+MARGIN = 0.03
+FLOOR = 0.01
+
+
+def expected(st: KeyState, cfg: DetectorConfig) -> float:
+    if st.strong_n < MIN_BASELINE_WINDOWS:
+        return cfg.reasoning_expected
+    return max(cfg.reasoning_expected, min(st.base_strong + MARGIN, 0.9))
+
+
+def learn(st: KeyState, under_review: bool) -> None:
+    if not st.prompts or under_review:
+        return
+    st.strong_n += 1
+    alpha = max(1.0 / st.strong_n, FLOOR)
+    st.base_strong += alpha * (st.strong / st.prompts - st.base_strong)
 
 
 def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
     m = st.acc_prompts
+    exp = expected(st, cfg)
     # The window itself must show the excess: counts from one earlier burst
     # must not keep adding evidence window after window (hysteresis).
-    if m < cfg.reasoning_min or st.strong <= cfg.reasoning_expected * st.prompts:
+    if m < cfg.reasoning_min or st.strong <= exp * st.prompts:
         return None
-    z = excess_z(st.acc_strong, m, cfg.reasoning_expected)
+    z = excess_z(st.acc_strong, m, exp)
     strength = clamp((z - Z_START) / (Z_FULL - Z_START))
     if strength <= 0.0:
         return None
     return Signal(
         strength,
         f"{st.acc_strong:.0f} of {m:.0f} recent prompts ask the model to write out its internal reasoning "
-        f"(profile expects {cfg.reasoning_expected:.0%})",
+        f"(expected {exp:.0%})",
         {
-            "prompts_in_window": st.prompts,
-            "elicitation_in_window": st.strong,
-            "step_by_step_in_window": st.weak,
-            "recent_prompts": round(m, 1),
-            "recent_elicitation_share": round(st.acc_strong / m, 3),
-            "recent_step_by_step_share": round(st.acc_weak / m, 3),
-            "expected_share": cfg.reasoning_expected,
-            "z": round(z, 2),
+            "baseline": {
+                "source": "own" if exp > cfg.reasoning_expected else "profile",
+                "elicitation_share": round(st.base_strong, 3),
+                "windows_learned": st.strong_n,
+            },
+            "observed": {
+                "prompts_in_window": st.prompts,
+                "elicitation_in_window": st.strong,
+                "step_by_step_in_window": st.weak,
+                "recent_prompts": round(m, 1),
+                "recent_elicitation_share": round(st.acc_strong / m, 3),
+                "recent_step_by_step_share": round(st.acc_weak / m, 3),
+                "z": round(z, 2),
+            },
+            "thresholds": {"expected_share": round(exp, 3), "z_start": Z_START},
             "samples": [s[1] for s in st.samples if s[0] == "reasoning"],
         },
     )
