@@ -34,7 +34,16 @@ from keyops.detect import concurrency, coordinated, harvesting, network, reasoni
 from keyops.detect.config import COORDINATION_EVERY, HALF_LIFE, WINDOW, DetectorConfig
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import ACTION_RANK, SEVERITY_NAMES, ActionRecord, CaseNotice, FindingRecord, KeyMeta, iso
-from keyops.detect.policy import MIN_FINDING_LEVEL, NOTIFY_LEVEL, combine, effective_levels, is_leak, level
+from keyops.detect.policy import (
+    LEARNING_CAPPED,
+    LEARNING_EVIDENCE_CAP,
+    MIN_FINDING_LEVEL,
+    NOTIFY_LEVEL,
+    combine,
+    effective_levels,
+    is_leak,
+    level,
+)
 from keyops.detect.signal import Signal
 from keyops.detect.state import (
     CONCURRENCY,
@@ -335,8 +344,15 @@ class Engine:
 
     @staticmethod
     def _signal(st: KeyState, d: int, sig: Signal) -> bool:
-        """Add one detector's signal for the window to the key's evidence."""
-        st.evidence[d] += sig.strength
+        """Add one detector's signal for the window to the key's evidence.
+
+        While a key learns, a character detector's evidence stays below
+        ``medium``: what it says is judged against a prior, and must not be
+        waiting, at full strength, for the day the key stops learning."""
+        if d in LEARNING_CAPPED and not st.learned:
+            st.evidence[d] = min(st.evidence[d] + sig.strength, LEARNING_EVIDENCE_CAP)
+        else:
+            st.evidence[d] += sig.strength
         st.details[d] = {"summary": sig.summary, **sig.evidence, "window_start": iso(st.win_start)}
         return True
 

@@ -17,7 +17,7 @@ from keyops.detect.config import DetectorConfig
 from keyops.detect.signal import Signal, clamp
 from keyops.detect.state import KeyState
 
-JUMP_Z = 2.0
+JUMP_Z = 4.0  # without hour-of-day shape, a morning ramp alone reaches z 2 to 3
 MIN_SECOND_ORIGIN = 0.1  # share of the window's requests from the new origin
 BESIDE = 0.1  # share still from the usual origin for "beside it"
 NOVELTY_ONLY = 0.08
@@ -34,7 +34,9 @@ def judge(st: KeyState, cfg: DetectorConfig, volume_z: float, spend_z: float) ->
     jumped = volume_z >= JUMP_Z or spend_z >= JUMP_Z
     second = min(new_net, new_ua)
     leak_shape = second >= MIN_SECOND_ORIGIN and (beside >= BESIDE or jumped)
-    s_leak = clamp(second * 4.0) if leak_shape else 0.0
+    # Beside the usual origin is the clear shape; a jump alone (the owner may
+    # be quiet at the moment) needs twice the windows.
+    s_leak = clamp(second * 4.0) * (1.0 if beside >= BESIDE else 0.5) if leak_shape else 0.0
     s_novel = NOVELTY_ONLY * new_net
     s_outside = clamp(outside * 4.0) if outside > 0 else 0.0
     strength = max(s_leak, s_novel, s_outside)

@@ -49,6 +49,9 @@ NOTIFY_LEVEL = 3  # a case reaches people from "high" up
 #: traffic came from a new network and client beside the usual origin.
 LEAK_EVIDENCE = 1.7
 _LEARNING_CAP = {TEMPLATED: 1, HARVESTING: 1}
+LEARNING_CAPPED = frozenset(_LEARNING_CAP)
+#: Their accumulated evidence while learning stays just below "medium".
+LEARNING_EVIDENCE_CAP = LEVEL_THRESHOLDS[1] - 0.01
 
 assert len(SOLO_CAP) == len(AXIS) == len(DETECTORS)
 

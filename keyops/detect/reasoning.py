@@ -5,10 +5,12 @@ judged on hundreds of prompts).
 
 Requests for a worked, step-by-step answer (``patterns.WEAK``) are reported
 in the evidence but never count: a tutoring product's users ask for them all
-day. What is expected is the profile's share or, when higher, the key's own
-share learned from windows without an open reasoning finding, from the first
-request: asking for the model's internal reasoning *as data* is the signal
-itself, so a key that does it from day one is not learned as normal.
+day. What is expected is the profile's share, whatever the key's past:
+asking for the model's internal reasoning *as data* is the signal itself,
+so a key that has done it from its first day is not learned as normal. The
+key's own past share (prompt-weighted, from windows without an open
+reasoning finding) is kept as evidence: an analyst sees whether this is a
+change of character or how the key always was.
 """
 
 from __future__ import annotations
@@ -19,23 +21,21 @@ from keyops.detect.state import KeyState
 
 Z_START = 2.0
 Z_FULL = 6.0
-MIN_BASELINE_WINDOWS = 12
-MARGIN = 0.03
-FLOOR = 0.01
+MEMORY = 5000
 
 
 def expected(st: KeyState, cfg: DetectorConfig) -> float:
-    if st.strong_n < MIN_BASELINE_WINDOWS:
-        return cfg.reasoning_expected
-    return max(cfg.reasoning_expected, min(st.base_strong + MARGIN, 0.9))
+    return cfg.reasoning_expected
 
 
 def learn(st: KeyState, under_review: bool) -> None:
+    """The key's own elicitation share, weighted by prompts (at most the
+    last ``MEMORY`` prompts count)."""
     if not st.prompts or under_review:
         return
-    st.strong_n += 1
-    alpha = max(1.0 / st.strong_n, FLOOR)
-    st.base_strong += alpha * (st.strong / st.prompts - st.base_strong)
+    n = min(st.strong_n, MEMORY)
+    st.base_strong = (st.base_strong * n + st.strong) / (n + st.prompts)
+    st.strong_n = n + st.prompts
 
 
 def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
@@ -55,9 +55,9 @@ def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
         f"(expected {exp:.0%})",
         {
             "baseline": {
-                "source": "own" if exp > cfg.reasoning_expected else "profile",
-                "elicitation_share": round(st.base_strong, 3),
-                "windows_learned": st.strong_n,
+                "source": "profile",
+                "own_past_elicitation_share": round(st.base_strong, 3),
+                "own_past_prompts": st.strong_n,
             },
             "observed": {
                 "prompts_in_window": st.prompts,
