@@ -326,7 +326,7 @@ class Engine:
             fired = self._signal(st, NETWORK, sig)
         if cfg.templated and st.prompts and (sig := templated.judge(st, cfg)) is not None:
             fired = self._signal(st, TEMPLATED, sig)
-        if cfg.reasoning and st.strong and (sig := reasoning.judge(st, cfg)) is not None:
+        if cfg.reasoning and st.prompts and (sig := reasoning.judge(st, cfg)) is not None:
             fired = self._signal(st, REASONING, sig)
         if cfg.harvesting and (sig := harvesting.judge(st, cfg, spend)) is not None:
             fired = self._signal(st, HARVESTING, sig)
@@ -352,7 +352,7 @@ class Engine:
         if d in LEARNING_CAPPED and not st.learned:
             st.evidence[d] = min(st.evidence[d] + sig.strength, LEARNING_EVIDENCE_CAP)
         else:
-            st.evidence[d] += sig.strength
+            st.evidence[d] = max(st.evidence[d] + sig.strength, sig.floor)
         st.details[d] = {"summary": sig.summary, **sig.evidence, "window_start": iso(st.win_start)}
         return True
 
@@ -471,6 +471,7 @@ class Engine:
             st.evidence = [0.0] * len(st.evidence)
             st.reported = [0] * len(st.reported)
             st.details = {}
+            st.cusum = 0.0
 
     def _coordinate(self, now: float, out: Output) -> None:
         for cluster in coordinated.find_clusters(self.keys.values(), now):

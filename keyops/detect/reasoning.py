@@ -1,31 +1,44 @@
-"""Reasoning elicitation: the share of prompts built to make the model write
-out its internal reasoning (``keyops.detect.patterns.STRONG``), over the
-recent hours (decayed counts, half-life one hour, so a low-and-slow key is
-judged on hundreds of prompts).
+"""Reasoning elicitation: prompts built to make the model write out its
+internal reasoning (``keyops.detect.patterns.STRONG``).
+
+Judged by a sequential test on the key's prompt stream (CUSUM, the textbook
+detector for a persistent shift in a rate): every prompt moves a score by
+its log-likelihood ratio between "the profile's normal share ``p0``" and
+"an extraction share ``p1``" (an elicitation prompt adds ``ln(p1/p0)``, any
+other prompt subtracts a little), floored at 0. The score counts prompts,
+not minutes: a low-and-slow key sending two prompts an hour, a quarter of
+them elicitation, is judged as surely as a busy one, only later; an
+ordinary key's occasional match drifts back to 0. The score reaching
+``H`` is ``critical`` evidence (see ``keyops.detect.policy``: persistent
+elicitation may act alone).
 
 Requests for a worked, step-by-step answer (``patterns.WEAK``) are reported
 in the evidence but never count: a tutoring product's users ask for them all
-day. What is expected is the profile's share, whatever the key's past:
-asking for the model's internal reasoning *as data* is the signal itself,
-so a key that has done it from its first day is not learned as normal. The
-key's own past share (prompt-weighted, from windows without an open
-reasoning finding) is kept as evidence: an analyst sees whether this is a
-change of character or how the key always was.
+day. ``p0`` is the profile's share whatever the key's past: asking for the
+model's internal reasoning *as data* is the signal itself, so a key that has
+done it from its first day is not learned as normal. The key's own past
+share (prompt-weighted, from windows without an open reasoning finding) is
+kept as evidence, so an analyst sees whether this is a change of character.
 """
 
 from __future__ import annotations
 
-from keyops.detect.config import DetectorConfig
-from keyops.detect.signal import Signal, clamp, excess_z
+import math
+
+from keyops.detect.config import LEVEL_THRESHOLDS, DetectorConfig
+from keyops.detect.signal import Signal
 from keyops.detect.state import KeyState
 
-Z_START = 2.0
-Z_FULL = 6.0
+#: The score at which the evidence is critical. With p0 = 5% and p1 = 25%,
+#: a quarter of prompts eliciting reaches it after about 45 prompts; at the
+#: profile's own 5% the score drifts down by 0.14 per prompt.
+H = 10.0
 MEMORY = 5000
 
 
-def expected(st: KeyState, cfg: DetectorConfig) -> float:
-    return cfg.reasoning_expected
+def shares(cfg: DetectorConfig) -> tuple[float, float]:
+    p0 = min(max(cfg.reasoning_expected, 0.001), 0.5)
+    return p0, min(0.95, max(0.2, 4.0 * p0))
 
 
 def learn(st: KeyState, under_review: bool) -> None:
@@ -39,23 +52,22 @@ def learn(st: KeyState, under_review: bool) -> None:
 
 
 def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
+    p0, p1 = shares(cfg)
+    up = math.log(p1 / p0)
+    down = math.log((1.0 - p1) / (1.0 - p0))
+    score = st.cusum + st.strong * up + (st.prompts - st.strong) * down
+    st.cusum = score = max(score, 0.0)
+    if not st.strong or score <= 0.0 or st.acc_prompts < cfg.reasoning_min:
+        return None
     m = st.acc_prompts
-    exp = expected(st, cfg)
-    # The window itself must show the excess: counts from one earlier burst
-    # must not keep adding evidence window after window (hysteresis).
-    if m < cfg.reasoning_min or st.strong <= exp * st.prompts:
-        return None
-    z = excess_z(st.acc_strong, m, exp)
-    strength = clamp((z - Z_START) / (Z_FULL - Z_START))
-    if strength <= 0.0:
-        return None
     return Signal(
-        strength,
+        0.0,
         f"{st.acc_strong:.0f} of {m:.0f} recent prompts ask the model to write out its internal reasoning "
-        f"(expected {exp:.0%})",
+        f"(profile expects {p0:.0%}; sequential score {score:.1f} of {H:g})",
         {
             "baseline": {
                 "source": "profile",
+                "expected_share": p0,
                 "own_past_elicitation_share": round(st.base_strong, 3),
                 "own_past_prompts": st.strong_n,
             },
@@ -66,9 +78,10 @@ def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
                 "recent_prompts": round(m, 1),
                 "recent_elicitation_share": round(st.acc_strong / m, 3),
                 "recent_step_by_step_share": round(st.acc_weak / m, 3),
-                "z": round(z, 2),
+                "sequential_score": round(score, 2),
             },
-            "thresholds": {"expected_share": round(exp, 3), "z_start": Z_START},
+            "thresholds": {"expected_share": p0, "extraction_share": round(p1, 3), "critical_score": H},
             "samples": [s[1] for s in st.samples if s[0] == "reasoning"],
         },
+        floor=score / H * LEVEL_THRESHOLDS[3],
     )

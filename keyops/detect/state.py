@@ -61,6 +61,7 @@ class KeyState:
         "case_sev",
         "cfg",
         "cluster",
+        "cusum",
         "day",
         "day_tokens",
         "details",
@@ -164,6 +165,7 @@ class KeyState:
         self.rat_var = 0.0
         self.rat_n = 0
         self.base_strong = 0.0
+        self.cusum = 0.0  # reasoning elicitation's sequential test (see reasoning.py)
         self.strong_n = 0
         # How often consecutive requests change network (decayed): a key
         # reached through a residential proxy pool changes at nearly every
