@@ -507,7 +507,11 @@ class Engine:
                             summary=(
                                 f"coordinated cluster confirmed: {len(cluster.members)} keys of "
                                 f"{len(cluster.owners)} owners share a prompt template"
-                                + (" and infrastructure" if cluster.networks else " behind changing networks")
+                                + (
+                                    " behind changing networks"
+                                    if cluster.proxied * 2 >= len(cluster.members)
+                                    else " and infrastructure"
+                                )
                             ),
                             action=cluster.members[0].cfg.ladder[4],
                             enforcement=cluster.members[0].cfg.enforcement,
@@ -541,7 +545,11 @@ class Engine:
                         at=float(now),
                         summary=(
                             f"{len(ids)} keys of {len(cluster.owners)} owners share a prompt template and "
-                            + ("networks and clients" if cluster.networks else "clients behind changing networks")
+                            + (
+                                "clients behind changing networks"
+                                if cluster.proxied * 2 >= len(cluster.members)
+                                else "networks and clients"
+                            )
                         ),
                         evidence={**evidence, "new_members": len(new_members)},
                         cluster_id=cid,

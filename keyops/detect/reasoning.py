@@ -8,7 +8,8 @@ its log-likelihood ratio between "the profile's normal share ``p0``" and
 other prompt subtracts a little), floored at 0. The score counts prompts,
 not minutes: a low-and-slow key sending two prompts an hour, a quarter of
 them elicitation, is judged as surely as a busy one, only later; an
-ordinary key's occasional match drifts back to 0. The score reaching
+ordinary key's occasional match drifts back to 0. One window moves the
+score by at most ``STEP_MAX``, so persistence in time is needed too. The score reaching
 ``H`` is ``critical`` evidence (see ``keyops.detect.policy``: persistent
 elicitation may act alone).
 
@@ -33,6 +34,10 @@ from keyops.detect.state import KeyState
 #: a quarter of prompts eliciting reaches it after about 45 prompts; at the
 #: profile's own 5% the score drifts down by 0.14 per prompt.
 H = 10.0
+#: Persistence in time as well as in prompts: one window moves the score by
+#: at most this much, so a minute of a thousand elicitation prompts is not
+#: yet a verdict (critical needs at least half an hour of them).
+STEP_MAX = H / 6.0
 MEMORY = 5000
 
 
@@ -55,7 +60,7 @@ def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
     p0, p1 = shares(cfg)
     up = math.log(p1 / p0)
     down = math.log((1.0 - p1) / (1.0 - p0))
-    score = st.cusum + st.strong * up + (st.prompts - st.strong) * down
+    score = st.cusum + min(st.strong * up + (st.prompts - st.strong) * down, STEP_MAX)
     st.cusum = score = max(score, 0.0)
     if not st.strong or score <= 0.0 or st.acc_prompts < cfg.reasoning_min:
         return None
