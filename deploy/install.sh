@@ -11,6 +11,8 @@
 #   EXTRAS  optional dependency groups, default "all" (vault, aws, redis)
 # PYTHON selects the interpreter (default python3). pip's own settings
 # (PIP_NO_CACHE_DIR, PIP_INDEX_URL, ...) pass through from the environment.
+# CONSTRAINTS names a pip constraints file; default SRC/constraints.txt (the
+# versions the tests passed with), so every install gets those versions.
 set -eu
 
 if [ "$#" -lt 2 ]; then
@@ -21,6 +23,11 @@ src=$1
 prefix=$2
 extras=${3:-all}
 python=${PYTHON:-python3}
+constraints=${CONSTRAINTS:-$src/constraints.txt}
+if [ ! -f "$constraints" ]; then
+    echo "install.sh: constraints file $constraints not found; set CONSTRAINTS to the file of pinned versions" >&2
+    exit 2
+fi
 
 if [ -e "$prefix/bin/python" ]; then
     echo "install.sh: $prefix already holds a virtual environment; remove it or pick another PREFIX" >&2
@@ -37,5 +44,5 @@ trap 'rm -rf "$wheels"' EXIT INT TERM
 # work, so the final image carries no package manager of its own.
 "$python" -m venv --without-pip "$prefix"
 set -- "$wheels"/keyops-*.whl
-"$python" -m pip --python "$prefix/bin/python" install "$1[$extras]"
+"$python" -m pip --python "$prefix/bin/python" install --constraint "$constraints" "$1[$extras]"
 "$prefix/bin/keyops" version

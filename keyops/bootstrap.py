@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from keyops import audit
 from keyops.alerts.receiver import AlertReceiver
+from keyops.audit_key import AuditKeySource
 from keyops.config import Settings, builtin_spec_text, read_spec_file
 from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
@@ -40,6 +42,8 @@ class App:
     keys: KeyService
     specs: SpecRegistry
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The audit key, loaded on first use (at start when prepared); every session carries it.
+    audit_key: AuditKeySource | None = None
     #: Outbound events (outbox delivery); the scheduler calls notify.deliver_due.
     notify: Dispatcher = field(init=False)
     #: Inbound alert webhooks; the HTTP layer calls alerts.receive.
@@ -105,8 +109,11 @@ def load_builtin_specs(registry: SpecRegistry, settings: Settings) -> None:
 def build(settings: Settings, *, prepare: bool = True) -> App:
     """Wire the application. With ``prepare`` the schema is migrated (when
     allowed) and the built-in profiles and policies are present."""
+    audit_key = AuditKeySource(settings.audit)
+    if prepare:
+        audit_key.get()  # a missing or unsafe key stops the program here, before anything is written
     engine = make_database(settings)
-    sessions = make_session_factory(engine)
+    sessions = make_session_factory(engine, info={audit.SESSION_KEY: audit_key})
     changes.install(sessions)  # every committed key change reaches the verify caches
     specs = SpecRegistry(sessions)
     app = App(
@@ -115,6 +122,7 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
         sessions=sessions,
         keys=KeyService(sessions, key_prefix=settings.keys.prefix),
         specs=specs,
+        audit_key=audit_key,
     )
     app.notify = build_dispatcher(sessions, settings.notify)  # before any session emits events
     app.alerts = AlertReceiver(settings.alerts, sessions, app.keys, rotator=lambda: getattr(app, "rotations", None))

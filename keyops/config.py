@@ -26,8 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from keyops.domain.durations import parse_duration
+from keyops.domain.durations import format_duration, parse_duration
 from keyops.domain.keyformat import validate_prefix
+from keyops.domain.retention import parse_retention
 from keyops.errors import ConfigError, InvalidInputError
 
 ENV_PREFIX = "KEYOPS_"
@@ -159,6 +160,14 @@ class ServerSettings:
     last_use_flush: str = "5s"
     #: Serve /metrics and /openapi.json without a token.
     public_metrics: bool = True
+    #: Connections (and tasks) served at once per worker; beyond it uvicorn
+    #: answers 503 at once instead of queueing without bound. 0 = no limit.
+    limit_concurrency: int = 1000
+    #: How long an idle keep-alive connection stays open.
+    keepalive_timeout: str = "5s"
+    #: A request's whole body must arrive within this (from its start);
+    #: later, 408 and the connection is closed (slow-body clients). "0" = off.
+    body_timeout: str = "10s"
 
 
 @dataclass
@@ -168,6 +177,14 @@ class RedisSettings:
     #: redis://host:6379/0; empty = no Redis (per-process buckets).
     url: str = ""
     key_prefix: str = "keyops:"
+    #: Milliseconds to connect or wait for an answer before a Redis call counts
+    #: as failed (verify then uses this process's own buckets).
+    timeout_ms: int = 250
+    #: Consecutive failed Redis calls that open the circuit breaker (Redis is
+    #: then skipped, and buckets are per process, until a probe succeeds).
+    breaker_failures: int = 3
+    #: How long the open breaker skips Redis before letting one probe through.
+    breaker_cooldown: str = "5s"
 
 
 @dataclass
@@ -187,12 +204,37 @@ class SchedulerSettings:
 
 
 @dataclass
+class RetentionSettings:
+    """How long history is kept; the daemon's prune job (and ``keyops db
+    prune``) deletes older rows. Each is a duration, or "forever" (or "0")."""
+
+    #: Received alert deliveries (their deduplication record). Alerts whose
+    #: actions are still being applied are never pruned.
+    inbound_alerts: str = "90d"
+    #: Findings; those of a key that is suspended right now are kept.
+    findings: str = "365d"
+    #: Outbox deliveries that were delivered (and events left with none).
+    #: Pending and dead deliveries are never pruned.
+    outbox_delivered: str = "30d"
+    #: Rows deleted per transaction, so a big table is never locked for long.
+    batch_size: int = 1000
+
+
+#: Shortest retention accepted per table: alert deduplication and the
+#: signature tolerance need a day of history; findings are evidence.
+RETENTION_MINIMUM = {"inbound_alerts": 86400, "findings": 86400, "outbox_delivered": 3600}
+
+
+@dataclass
 class StandardAlertSettings:
     """Standard Webhooks senders (any monitoring tool that signs that way)."""
 
     enabled: bool = False
     #: Signing secrets, ``whsec_<base64>`` (several while a secret rotates).
     secrets: list[str] = field(default_factory=list)
+    #: Also require a keyops API token with scope ``alerts:standard`` (or ``alerts:*``)
+    #: in ``Authorization: Bearer``: revocable, audited, stored only hashed.
+    require_token: bool = False
 
 
 @dataclass
@@ -200,6 +242,9 @@ class AlertmanagerAlertSettings:
     """Prometheus Alertmanager ``webhook_configs`` (payload version 4)."""
 
     enabled: bool = False
+    #: The bearer credential is a keyops API token with scope ``alerts:alertmanager``
+    #: (then leave bearer_token and basic_* empty: one Authorization header).
+    require_token: bool = False
     #: Alertmanager's ``http_config.authorization.credentials`` (Bearer).
     bearer_token: str = ""
     #: Or ``http_config.basic_auth``.
@@ -221,6 +266,9 @@ class GrafanaAlertSettings:
     #: The contact point's ``hmacConfig.timestampHeader``; when set, deliveries
     #: must carry it (signed as ``<timestamp>:<body>``) within the tolerance.
     timestamp_header: str = ""
+    #: Require a keyops API token with scope ``alerts:grafana`` as the bearer
+    #: credential (beside the HMAC, if set; bearer_token and basic_* stay empty).
+    require_token: bool = False
     bearer_token: str = ""
     basic_username: str = ""
     basic_password: str = ""
@@ -240,6 +288,9 @@ class SnsAlertSettings:
     key_dimensions: list[str] = field(default_factory=lambda: ["KeyopsKey", "KeyName", "KeyId", "AccessKeyId"])
     #: SNS retries keep the original Timestamp, so allow more than the default.
     tolerance: str = "1h"
+    #: Accepted ``SignatureVersion`` values: "1" (RSA with SHA-1, the topics'
+    #: default) and "2" (SHA-256). ``["2"]`` refuses SHA-1 signatures.
+    signature_versions: list[str] = field(default_factory=lambda: ["1", "2"])
 
 
 @dataclass
@@ -300,7 +351,8 @@ class WebhookSinkSettings:
     url: str = ""
     #: ``whsec_<base64>`` (or any string, used as raw bytes).
     secret: str = ""
-    #: Event types sent to this sink; empty = all.
+    #: Event types sent to this sink; empty = all but the opt-in ones
+    #: (``finding.created``: one per finding, for an evidence pipeline, not people).
     events: list[str] = field(default_factory=list)
 
 
@@ -310,7 +362,7 @@ class SlackSettings:
 
     webhook_url: str = ""
     events: list[str] = field(
-        default_factory=lambda: ["key.revoked", "key.suspended", "rotation.failed", "finding.created"]
+        default_factory=lambda: ["key.revoked", "key.suspended", "rotation.failed", "case.opened", "case.escalated"]
     )
 
 
@@ -359,6 +411,10 @@ class IssuerSettings:
     aws_iam: AwsIamIssuerSettings = field(default_factory=AwsIamIssuerSettings)
 
 
+#: ``detection.enforcement``: follow each profile, or force shadow everywhere.
+DETECTION_ENFORCEMENT = ("profile", "shadow")
+
+
 @dataclass
 class DetectionSettings:
     """Usage detection (keyops/detect/): the streaming engine's time rules."""
@@ -369,10 +425,32 @@ class DetectionSettings:
     max_future: str = "5m"
     #: Largest prompt accepted in a usage event, in characters.
     max_prompt_chars: int = 200000
+    #: Events the engine holds at most while their lateness passes (a tenth
+    #: of them for events stamped ahead of the clock); more are refused.
+    max_buffered: int = 100000
     #: A key idle this long drops its per-minute state (baselines are kept).
     idle_evict: str = "1h"
     #: A key idle this long is forgotten entirely (baselines start over).
     idle_forget: str = "7d"
+    #: "profile": each profile's own ``enforcement``; "shadow": every profile
+    #: runs in shadow (decisions and cases recorded, no key touched, nobody told).
+    enforcement: str = "profile"
+
+
+@dataclass
+class AuditSettings:
+    """The secret that seals the audit chain (keyops/audit.py). It lives
+    outside the database, so write access to the database alone cannot rewrite
+    the chain and make it verify again."""
+
+    #: File holding the audit key (at least 32 characters, mode 0600). Empty:
+    #: ``audit.key`` in keyops' own directory (``$STATE_DIRECTORY`` under
+    #: systemd, else ``$XDG_CONFIG_HOME/keyops`` or ``~/.config/keyops``),
+    #: created on first start.
+    key_file: str = ""
+    #: The key itself, instead of a file (``KEYOPS_AUDIT_KEY``, for containers);
+    #: wins over key_file. Every process sharing a database needs the same key.
+    key: str = ""
 
 
 @dataclass
@@ -385,9 +463,11 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     detection: DetectionSettings = field(default_factory=DetectionSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     issuers: IssuerSettings = field(default_factory=IssuerSettings)
     #: Extra profile/policy files applied on top of the built-ins at start.
     spec_files: list[str] = field(default_factory=list)
@@ -511,9 +591,11 @@ def _validate(settings: Settings) -> None:
     if settings.database.pool_size < 1:
         raise ConfigError("setting database.pool_size must be at least 1")
     _validate_daemon(settings)
+    _validate_retention(settings.retention)
     _validate_events(settings)
     _validate_issuers(settings)
     _validate_detection(settings)
+    _validate_audit(settings)
 
 
 def _validate_daemon(settings: Settings) -> None:
@@ -532,7 +614,8 @@ def _validate_daemon(settings: Settings) -> None:
         raise ConfigError("setting server.change_poll_ms must be between 10 and 60000")
     if server.max_body_bytes < 1024:
         raise ConfigError("setting server.max_body_bytes must be at least 1024")
-    durations = [("server", n, getattr(server, n)) for n in ("shutdown_timeout", "cache_refresh", "last_use_flush")]
+    names = ("shutdown_timeout", "cache_refresh", "last_use_flush", "keepalive_timeout", "body_timeout")
+    durations = [("server", n, getattr(server, n)) for n in names]
     durations += [
         ("scheduler", f.name, getattr(settings.scheduler, f.name))
         for f in dataclasses.fields(settings.scheduler)
@@ -545,8 +628,43 @@ def _validate_daemon(settings: Settings) -> None:
             raise ConfigError(f"setting {section}.{name}: {exc}") from None
     if parse_duration(server.last_use_flush) < 1:
         raise ConfigError("setting server.last_use_flush must be at least 1s")
+    if server.limit_concurrency < 0 or 0 < server.limit_concurrency < 10:
+        raise ConfigError(
+            f"setting server.limit_concurrency must be 0 (no limit) or at least 10, got {server.limit_concurrency}"
+        )
+    if parse_duration(server.keepalive_timeout) < 1:
+        raise ConfigError("setting server.keepalive_timeout must be at least 1s")
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
+    _validate_redis(settings.redis)
+
+
+def _validate_redis(redis: RedisSettings) -> None:
+    if not 10 <= redis.timeout_ms <= 60000:
+        raise ConfigError(f"setting redis.timeout_ms must be between 10 and 60000, got {redis.timeout_ms}")
+    if not 1 <= redis.breaker_failures <= 1000:
+        raise ConfigError(f"setting redis.breaker_failures must be between 1 and 1000, got {redis.breaker_failures}")
+    try:
+        cooldown = parse_duration(redis.breaker_cooldown)
+    except ValueError as exc:
+        raise ConfigError(f"setting redis.breaker_cooldown: {exc}") from None
+    if not 1 <= cooldown <= 3600:
+        raise ConfigError("setting redis.breaker_cooldown must be between 1s and 1h")
+
+
+def _validate_retention(retention: RetentionSettings) -> None:
+    for name, minimum in RETENTION_MINIMUM.items():
+        value = getattr(retention, name)
+        try:
+            seconds = parse_retention(value)
+        except ValueError as exc:
+            raise ConfigError(f"setting retention.{name}: {exc}") from None
+        if seconds is not None and seconds < minimum:
+            raise ConfigError(
+                f"setting retention.{name} must be at least {format_duration(minimum)} (or 'forever'), got {value!r}"
+            )
+    if not 10 <= retention.batch_size <= 100000:
+        raise ConfigError(f"setting retention.batch_size must be between 10 and 100000, got {retention.batch_size}")
 
 
 def _validate_events(settings: Settings) -> None:
@@ -580,11 +698,22 @@ def _validate_events(settings: Settings) -> None:
         source = getattr(alerts, name)
         has_basic = bool(source.basic_username and source.basic_password)
         has_hmac = bool(getattr(source, "hmac_secret", ""))
-        if source.enabled and not (source.bearer_token or has_basic or has_hmac):
-            what = "hmac_secret, bearer_token or basic_username/basic_password"
+        if source.require_token and (source.bearer_token or source.basic_username or source.basic_password):
+            raise ConfigError(
+                f"settings alerts.{name}.require_token and alerts.{name}.bearer_token/basic_* both need the one "
+                f"Authorization header: give the sender a keyops token (scope alerts:{name}) and leave them empty"
+            )
+        if source.enabled and not (source.bearer_token or has_basic or has_hmac or source.require_token):
+            what = "hmac_secret, bearer_token, basic_username/basic_password or require_token"
             if name == "alertmanager":
-                what = "bearer_token or basic_username/basic_password"
+                what = "bearer_token, basic_username/basic_password or require_token"
             raise ConfigError(f"setting alerts.{name} is enabled without credentials: set {what}")
+    versions = alerts.sns.signature_versions
+    if not versions or any(v not in ("1", "2") for v in versions):
+        raise ConfigError(
+            f'setting alerts.sns.signature_versions must list SNS SignatureVersion values "1" and/or "2", '
+            f"got {versions!r}"
+        )
     if alerts.sns.enabled and not alerts.sns.topic_arns:
         raise ConfigError("setting alerts.sns.topic_arns is empty: list the SNS topic ARNs to accept")
     for arn in alerts.sns.topic_arns:
@@ -620,6 +749,12 @@ def _validate_detection(settings: Settings) -> None:
         raise ConfigError("setting detection.idle_evict must not be longer than detection.idle_forget")
     if not 1 <= det.max_prompt_chars <= 10_000_000:
         raise ConfigError("setting detection.max_prompt_chars must be between 1 and 10000000")
+    if det.enforcement not in DETECTION_ENFORCEMENT:
+        raise ConfigError(
+            f"setting detection.enforcement must be one of {', '.join(DETECTION_ENFORCEMENT)}, got {det.enforcement!r}"
+        )
+    if not 10 <= det.max_buffered <= 100_000_000:
+        raise ConfigError("setting detection.max_buffered must be between 10 and 100000000 (events held in memory)")
 
 
 def _validate_issuers(settings: Settings) -> None:
@@ -651,6 +786,32 @@ def _check_webhook_secret(secret: str, path: str) -> None:
             raise ConfigError(f"setting {path}: the secret is too short (at least 16 bytes)")
     elif len(secret) < 16:
         raise ConfigError(f"setting {path}: the secret is too short (at least 16 characters)")
+
+
+AUDIT_KEY_MIN_CHARS = 32
+
+
+def default_state_directory(env: Mapping[str, str]) -> Path:
+    """keyops' own directory for secrets that must stay out of the database,
+    the file store's data directory and the working tree: ``$STATE_DIRECTORY``
+    under systemd, else ``$XDG_CONFIG_HOME/keyops``, else ``~/.config/keyops``
+    (the same place as the file store's default key)."""
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":", 1)[0])
+    if env.get("XDG_CONFIG_HOME"):
+        return Path(env["XDG_CONFIG_HOME"]) / "keyops"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".config" / "keyops"
+
+
+def _validate_audit(settings: Settings) -> None:
+    """The [audit] section: a key given inline must be long enough to be a key."""
+    key = settings.audit.key
+    if key and len(key.strip()) < AUDIT_KEY_MIN_CHARS:
+        raise ConfigError(
+            f"setting audit.key is too short ({len(key.strip())} characters, at least {AUDIT_KEY_MIN_CHARS}); "
+            "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
 
 
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
@@ -695,6 +856,8 @@ def load_settings(config_path: str | None = None, env: Mapping[str, str] | None 
             env[name] = value
     settings: Settings = _build(Settings, doc, "", env)
     settings.source = str(path) if path else "defaults"
+    if not settings.audit.key_file:
+        settings.audit.key_file = str(default_state_directory(env) / "audit.key")
     _validate(settings)
     return settings
 

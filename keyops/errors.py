@@ -18,6 +18,7 @@ Exit codes (documented in the README, stable):
 7     database unreachable or not migrated
 8     secret store or issuer failure (destination unreachable, refused)
 9     audit chain verification failed
+10    audit chain does not hold the expected (anchored) head
 ====  ===========================================================
 """
 
@@ -96,6 +97,13 @@ class AuditChainError(KeyOpsError):
     exit_code = 9
 
 
+class AuditHeadMismatchError(AuditChainError):
+    """The chain verifies but no longer holds a head exported earlier: events
+    at its end were deleted, or it was rewritten since."""
+
+    exit_code = 10
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error",
@@ -107,4 +115,5 @@ EXIT_CODES: dict[int, str] = {
     7: "database unreachable or not migrated",
     8: "secret store or issuer failure",
     9: "audit chain verification failed",
+    10: "audit chain does not hold the expected head",
 }

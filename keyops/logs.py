@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ from keyops.domain.redact import redact, redact_value
 __all__ = ["JsonFormatter", "RedactingFilter", "RedactingFormatter", "configure", "redact"]
 
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+#: Marks the handler :func:`configure` puts on the root logger, so a second call replaces it.
+_OURS = "_keyops_handler"
 
 
 class RedactingFilter(logging.Filter):
@@ -72,15 +75,43 @@ class JsonFormatter(logging.Formatter):
         return redact(orjson.dumps(doc, default=str).decode())
 
 
-def configure(level: str = "INFO", fmt: str = "json", stream: Any = None, *, sql_echo: bool = False) -> None:
-    """Send keyops' logs (and, with ``sql_echo``, SQLAlchemy's statements) to
-    stderr through the redacting filter. stdout stays clean for ``--json``."""
+def _handler(fmt: str, stream: Any) -> logging.Handler:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """Uncaught exceptions in threads, logged (so redacted) instead of
+    printed raw to stderr by Python's default hook."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    logging.getLogger("keyops").error("uncaught exception in thread %s", name, exc_info=exc_info)
+
+
+def configure(level: str = "INFO", fmt: str = "json", stream: Any = None, *, sql_echo: bool = False) -> None:
+    """Send keyops' logs (and, with ``sql_echo``, SQLAlchemy's statements) to
+    stderr through the redacting filter. stdout stays clean for ``--json``.
+
+    Other libraries' warnings and errors (asyncio, httpx, ...) would otherwise
+    reach stderr through Python's last-resort handler, unredacted and not in
+    the chosen format, and an uncaught exception in a thread would be printed
+    raw: both go through the same redacting handler instead. Only WARNING and
+    above are taken from other libraries (their INFO lines may name URLs that
+    carry a secret, such as a Slack webhook's path)."""
+    handler = _handler(fmt, stream)
+    others = _handler(fmt, stream)
+    others.setLevel(logging.WARNING)
+    setattr(others, _OURS, True)
+    base = logging.getLogger()
+    base.handlers[:] = [h for h in base.handlers if not getattr(h, _OURS, False)] + [others]
+    threading.excepthook = _log_thread_exception
     root = logging.getLogger("keyops")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -32,6 +32,7 @@ from keyops.domain.durations import parse_duration
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.lifecycle.expiry import expire_due
+from keyops.lifecycle.retention import prune_history
 
 log = logging.getLogger("keyops.scheduler")
 CHANGE_LOG_RETENTION = timedelta(hours=1)
@@ -82,6 +83,7 @@ class Jobs:
         with self.app.engine.begin() as conn:
             conn.execute(delete(models.UsageMinute).where(models.UsageMinute.minute < now - retention))
             conn.execute(delete(models.KeyChange).where(models.KeyChange.changed_at < now - CHANGE_LOG_RETENTION))
+        prune_history(self.app.engine, self.app.sessions, self.app.settings.retention, actor=self.actor, now=now)
 
     def release_leases(self) -> int:
         """At shutdown: let any replica (or our next start) resume our

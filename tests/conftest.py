@@ -56,6 +56,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYOPS_", "VAULT_"))}
     env["KEYOPS_LOG_LEVEL"] = "WARNING"
     env["KEYOPS_STORES_FILE_DIRECTORY"] = str(tmp_path / "secrets")
+    env["KEYOPS_AUDIT_KEY_FILE"] = str(tmp_path / "state" / "audit.key")
     return env
 
 

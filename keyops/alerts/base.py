@@ -192,6 +192,23 @@ def body_digest(*parts: bytes | str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+#: Length of ``inbound_alerts.delivery_id``; longer ids are stored hashed.
+DELIVERY_ID_COLUMN = 256
+
+
+def stored_delivery_id(delivery_id: str) -> str:
+    """The id a delivery is stored and deduplicated under: the sender's own id
+    when it fits the column and quotes no secret, else ``sha256:<hex>`` of the
+    whole id. Cutting long ids would make two deliveries sharing their first
+    256 characters one delivery; redacting an id that quotes a secret (a
+    scanner may build its ids from what it found) would make two ids quoting
+    different secrets collide. A digest is as stable as the id, so a re-send
+    is still recognised as a duplicate."""
+    if len(delivery_id) <= DELIVERY_ID_COLUMN and redact(delivery_id) == delivery_id:
+        return delivery_id
+    return "sha256:" + hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def constant_time_in(candidate: bytes, expected: list[bytes]) -> bool:
     """True when ``candidate`` equals any of ``expected``; every comparison is
     made, in constant time, so timing reveals neither which nor whether."""

@@ -3,16 +3,20 @@
 ``receive(source, headers, body, now)`` answers ``AlertOutcome(status, body)``:
 
 1. unknown or unconfigured source -> 404; body over ``alerts.max_body_bytes`` -> 413;
-2. authenticity, by the format's own rules, before anything is parsed -> 401/403;
-   a stale signed timestamp -> 401 (a possible replay);
+2. a source set to ``require_token`` needs a keyops API token allowing
+   ``alerts:<source>`` -> 401 without a valid one, 403 naming the missing scope;
+   then authenticity, by the format's own rules, before anything is parsed
+   -> 401/403; a stale signed timestamp -> 401 (a possible replay);
 3. parsing -> 400 on malformed JSON or a payload of the wrong shape;
 4. an action the payload asks for that keyops does not know -> 400;
-   the delivery is recorded in ``inbound_alerts``; a (source, delivery id)
+   the delivery is recorded in ``inbound_alerts`` (an id longer than the
+   column as ``sha256:<hex>`` of the whole id); a (source, delivery id)
    seen before is answered 200 ``{"verdict": "duplicate"}`` and nothing
    else happens (only authentic deliveries get this far);
 5. each key the alert names is looked up (name, id, leaked-token hash, AWS
    access key id); the rules decide the action; a finding is recorded for
-   every acted-on key (plus a ``finding.created`` event), then the action is
+   every acted-on key (it joins the key's live case or opens one: people get
+   one ``case.opened``/``case.escalated`` message when it is news), then the action is
    applied through the lifecycle: suspend/revoke via ``KeyService``, rotate via
    ``app.rotations`` (in the background, so the sender gets its answer fast).
    Keys that do not exist make a recorded no-op (200). A report naming a
@@ -27,11 +31,11 @@ bugs (the HTTP layer maps them to 500); fuzz tests hold that none occur.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import select
@@ -41,22 +45,41 @@ from sqlalchemy.orm import Session, sessionmaker
 from keyops import audit
 from keyops.alerts import alertmanager, github, grafana, sns, standard
 from keyops.alerts.actions import ROTATION_STARTED, ActionRunner, Plan, Planned, Rotator, action_doc, reason_of
-from keyops.alerts.base import AlertRejected, Delivery, Fetcher, HttpFetcher, KeyRef, clean
+from keyops.alerts.base import (
+    AlertRejected,
+    Delivery,
+    Fetcher,
+    HttpFetcher,
+    KeyRef,
+    clean,
+    header,
+    stored_delivery_id,
+)
 from keyops.alerts.rules import ACTIONS, decide, normalise_action, parse_rules, strongest
 from keyops.config import AlertSettings
 from keyops.domain.durations import parse_duration
 from keyops.domain.redact import bounded, redact
+from keyops.domain.scopes import alert_scope, allows
 from keyops.domain.states import VersionState
 from keyops.inventory.models import Finding, InboundAlert, Key, KeyVersion
 from keyops.inventory.types import utcnow
+from keyops.lifecycle.cases import note_alert
 from keyops.lifecycle.keys import KeyService
-from keyops.notify.outbox import emit
+from keyops.notify.outbox import anyone_wants, emit
 
 log = logging.getLogger("keyops.alerts")
 SOURCES = ("standard", "alertmanager", "grafana", "sns", "github")
 _UUID_LEN = 36
 #: Versions whose material no longer verifies: a report of one is recorded, never acted on.
 _DEAD_VERSION_STATES = frozenset({VersionState.RETIRED.value, VersionState.REVOKED.value})
+
+
+class TokenLookup(Protocol):
+    """The API token an ``Authorization`` header carries: (name, scopes), or
+    None when it carries none that is known and unrevoked. The HTTP layer
+    passes its in-memory token table in; the receiver never reads tokens."""
+
+    def __call__(self, authorization: str | None) -> tuple[str, Collection[str]] | None: ...
 
 
 @dataclass
@@ -112,7 +135,7 @@ class AlertReceiver:
         self._fetch = fetcher or HttpFetcher(timeout=_seconds(settings.fetch_timeout))
         self._rules = parse_rules(settings.rules, allowed_requested=settings.allowed_requested)
         self._tolerance = _seconds(settings.tolerance)
-        self._sns = sns.SnsVerifier(self._fetch)
+        self._sns = sns.SnsVerifier(self._fetch, signature_versions=settings.sns.signature_versions)
         self._github = github.GitHubKeys(
             self._fetch, settings.github.meta_url, ttl=_seconds(settings.github.key_cache_ttl)
         )
@@ -125,32 +148,49 @@ class AlertReceiver:
     def enabled(self, source: str) -> bool:
         return source in SOURCES and bool(getattr(self.settings, source).enabled)
 
+    def requires_token(self, source: str) -> bool:
+        return self.enabled(source) and bool(getattr(getattr(self.settings, source), "require_token", False))
+
     def receive(
-        self, source: str, headers: Mapping[str, str], body: bytes, now: datetime | None = None
+        self,
+        source: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: datetime | None = None,
+        *,
+        tokens: TokenLookup | None = None,
     ) -> AlertOutcome:
-        """Handle one delivery; never raises for anything a sender can send."""
+        """Handle one delivery; never raises for anything a sender can send.
+        ``tokens`` resolves keyops API tokens for sources that require one;
+        without it such a source refuses every delivery."""
         now = now or utcnow()
         try:
-            return self._receive(source, headers, body, now)
+            return self._receive(source, headers, body, now, tokens)
         except AlertRejected as exc:
-            log.warning(
-                "alert delivery refused", extra={"source": source[:32], "code": exc.code, "reason": exc.message}
-            )
+            # Only a configured source's name is logged: the path segment is the
+            # caller's text, and a cut piece of a key in it would match no pattern.
+            named = source if source in SOURCES else "unknown"
+            log.warning("alert delivery refused", extra={"source": named, "code": exc.code, "reason": exc.message})
             return AlertOutcome(exc.status, {"error": exc.code, "message": exc.message})
         except OperationalError:
             log.exception("alert delivery could not be recorded")
             return AlertOutcome(503, {"error": "unavailable", "message": "the inventory is unavailable; retry later"})
 
-    def _receive(self, source: str, headers: Mapping[str, str], body: bytes, now: datetime) -> AlertOutcome:
+    def _receive(
+        self, source: str, headers: Mapping[str, str], body: bytes, now: datetime, tokens: TokenLookup | None
+    ) -> AlertOutcome:
         if not self.enabled(source):
             raise AlertRejected(404, "unknown_source", "no alert source of that name is configured")
         if len(body) > self.settings.max_body_bytes:
             raise AlertRejected(413, "too_large", f"the body is larger than {self.settings.max_body_bytes} bytes")
+        if self.requires_token(source):
+            self._check_token(source, headers, tokens)
         feedback: list[dict[str, Any]] | None = None
         delivery = self._authenticate_and_parse(source, headers, body, now)
         if source == "github":
             delivery, feedback = delivery  # type: ignore[misc]
         assert isinstance(delivery, Delivery)
+        delivery.delivery_id = stored_delivery_id(delivery.delivery_id)
         if delivery.confirm_url is not None:
             return self._confirm_subscription(delivery)
         _check_requested_actions(delivery)
@@ -164,6 +204,23 @@ class AlertReceiver:
         self._apply(alert_id, plan)
         return self._answer(plan, feedback)
 
+    @staticmethod
+    def _check_token(source: str, headers: Mapping[str, str], tokens: TokenLookup | None) -> None:
+        """The keyops token a ``require_token`` source asks for: a second
+        factor beside a signature, or the credential itself where the sender
+        (Alertmanager, Grafana without HMAC) can only present a bearer token."""
+        scope = alert_scope(source)
+        caller = None if tokens is None else tokens(header(headers, "Authorization"))
+        if caller is None:
+            raise AlertRejected(
+                401,
+                "missing_token",
+                f"alerts.{source}.require_token is set: send Authorization: Bearer <keyops token with scope {scope}>",
+            )
+        name, scopes = caller
+        if not allows(scopes, scope):
+            raise AlertRejected(403, "missing_scope", f"token {name!r} lacks the scope {scope!r}")
+
     def _authenticate_and_parse(
         self, source: str, headers: Mapping[str, str], body: bytes, now: datetime
     ) -> Delivery | tuple[Delivery, list[dict[str, Any]]]:
@@ -175,9 +232,10 @@ class AlertReceiver:
             return standard.parse(body, msg_id=msg_id, sent=sent)
         if source == "alertmanager":
             am = cfg.alertmanager
-            alertmanager.authenticate(
-                headers, bearer=am.bearer_token, username=am.basic_username, password=am.basic_password
-            )
+            if not am.require_token:  # else the keyops token, checked already, is its credential
+                alertmanager.authenticate(
+                    headers, bearer=am.bearer_token, username=am.basic_username, password=am.basic_password
+                )
             return alertmanager.parse(body, key_labels=am.key_labels)
         if source == "grafana":
             gf = cfg.grafana
@@ -308,7 +366,7 @@ class AlertReceiver:
         }
         row = InboundAlert(
             source=delivery.source,
-            delivery_id=delivery.delivery_id[:256],
+            delivery_id=delivery.delivery_id,
             received_at=utcnow(),
             verdict=verdict,
             key_ids=sorted({p.key_id for p in plan.planned}),
@@ -352,21 +410,24 @@ class AlertReceiver:
                             "rule": item.rule,
                         },
                     )
-                    emit(
-                        session,
-                        "finding.created",
-                        item.key_id,
-                        {
-                            "finding_id": finding.id,
-                            "key_id": item.key_id,
-                            "key_name": item.key_name,
-                            "detector": finding.detector,
-                            "severity": finding.severity,
-                            "summary": summary,
-                            "action": item.action,
-                            "evidence": evidence,
-                        },
-                    )
+                    note_alert(session, key_id=item.key_id, key_name=item.key_name, finding=finding, action=item.action)
+                    if anyone_wants(session, "finding.created"):
+                        emit(
+                            session,
+                            "finding.created",
+                            item.key_id,
+                            {
+                                "finding_id": finding.id,
+                                "case_id": finding.case_id,
+                                "key_id": item.key_id,
+                                "key_name": item.key_name,
+                                "detector": finding.detector,
+                                "severity": finding.severity,
+                                "summary": summary,
+                                "action": item.action,
+                                "evidence": evidence,
+                            },
+                        )
         except IntegrityError:
             return None
         return row.id

@@ -5,8 +5,12 @@ Authenticity: SNS signs a canonical string of the message's fields
 confirmations use Message, MessageId, SubscribeURL, Timestamp, Token, TopicArn,
 Type) with RSA: ``SignatureVersion`` 1 = SHA1, 2 = SHA256. The certificate is
 fetched from ``SigningCertURL``, which must be ``https://sns.<region>.amazonaws.com[.cn]/...pem``
-(anything else could be an attacker's certificate), and cached. The topic
-must be one of ``alerts.sns.topic_arns`` before any certificate is fetched.
+(anything else could be an attacker's certificate), and cached. A failed
+fetch is remembered too, for a while that doubles with each further failure:
+a flood of messages naming a failing URL costs one fetch per window, not one
+each. The topic must be one of ``alerts.sns.topic_arns``, and the signature
+version one of ``alerts.sns.signature_versions``, before any certificate is
+fetched.
 The JSON body has to be read to find these fields, but nothing in it is
 interpreted (the Message is not even looked at) until the signature holds.
 """
@@ -16,7 +20,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +47,7 @@ from keyops.alerts.base import (
 )
 
 SOURCE = "sns"
+MAX_MESSAGE_ID = 4096
 HOST_RE = re.compile(r"sns\.[a-z]{2}(?:-[a-z]+)+-\d\.amazonaws\.com(?:\.cn)?")
 TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
 _NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
@@ -78,18 +85,81 @@ def string_to_sign(doc: Mapping[str, Any]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+#: After a failed certificate fetch the URL is not fetched again for this long,
+#: doubled after each further failure up to ``FAILURE_BACKOFF_MAX``.
+FAILURE_BACKOFF = 10.0
+FAILURE_BACKOFF_MAX = 300.0
+_MAX_REMEMBERED_FAILURES = 256
+
+
+class _FetchFailures:
+    """Certificate URLs whose last fetch failed: the refusal to repeat until
+    the URL's back-off ends, and how many failures in a row it has had."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._items: dict[str, tuple[float, int, AlertRejected]] = {}
+        self._lock = threading.Lock()
+
+    def refusal(self, url: str) -> AlertRejected | None:
+        with self._lock:
+            item = self._items.get(url)
+            if item is None or self._clock() >= item[0]:
+                return None
+            until, _count, error = item
+        wait = max(1, round(until - self._clock()))
+        return AlertRejected(error.status, error.code, f"{error.message} (not fetched again for {wait}s)")
+
+    def failed(self, url: str, error: AlertRejected) -> None:
+        with self._lock:
+            previous = self._items.get(url)
+            count = 1 if previous is None else previous[1] + 1
+            delay = min(FAILURE_BACKOFF * 2 ** (count - 1), FAILURE_BACKOFF_MAX)
+            if len(self._items) >= _MAX_REMEMBERED_FAILURES and url not in self._items:
+                # Forget the failure that ends first: a flood of distinct URLs
+                # must not grow this without bound.
+                del self._items[min(self._items, key=lambda k: self._items[k][0])]
+            self._items[url] = (self._clock() + delay, count, error)
+
+    def succeeded(self, url: str) -> None:
+        with self._lock:
+            self._items.pop(url, None)
+
+
 class SnsVerifier:
     """Verifies SNS signatures with certificates fetched through ``fetcher``."""
 
-    def __init__(self, fetcher: Fetcher, *, cache_ttl: float = 24 * 3600) -> None:
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        *,
+        cache_ttl: float = 24 * 3600,
+        signature_versions: Sequence[str] = ("1", "2"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._fetch = fetcher
-        self._certs = TTLCache(cache_ttl)
+        self._certs = TTLCache(cache_ttl, clock)
+        self._failures = _FetchFailures(clock)
+        self._versions = tuple(signature_versions)
 
     def certificate(self, url: str) -> x509.Certificate:
         cached = self._certs.get(url)
         if cached is not None:
             assert isinstance(cached, x509.Certificate)
             return cached
+        refused = self._failures.refusal(url)
+        if refused is not None:
+            raise refused
+        try:
+            cert = self._fetch_certificate(url)
+        except AlertRejected as exc:
+            self._failures.failed(url, exc)
+            raise
+        self._failures.succeeded(url)
+        self._certs.put(url, cert)
+        return cert
+
+    def _fetch_certificate(self, url: str) -> x509.Certificate:
         try:
             pem = self._fetch(url)
         except AlertRejected:
@@ -99,11 +169,9 @@ class SnsVerifier:
                 503, "cert_unavailable", f"cannot fetch the SNS signing certificate: {type(exc).__name__}"
             ) from None
         try:
-            cert = x509.load_pem_x509_certificate(pem)
+            return x509.load_pem_x509_certificate(pem)
         except ValueError:
             raise AlertRejected(401, "bad_certificate", "SigningCertURL does not hold a PEM certificate") from None
-        self._certs.put(url, cert)
-        return cert
 
     def authenticate(
         self, headers: Mapping[str, str], body: bytes, *, topic_arns: Sequence[str], now: datetime, tolerance: float
@@ -122,6 +190,13 @@ class SnsVerifier:
         version = doc.get("SignatureVersion")
         if version not in ("1", "2"):
             raise AlertRejected(401, "bad_signature", "SignatureVersion must be 1 or 2")
+        if version not in self._versions:
+            raise AlertRejected(
+                401,
+                "signature_version_refused",
+                f"SignatureVersion {version} is refused by alerts.sns.signature_versions: "
+                f"set the topic's SignatureVersion attribute to {self._versions[-1]}",
+            )
         try:
             signature = base64.b64decode(text(doc.get("Signature"), 4096), validate=True)
         except (binascii.Error, ValueError):
@@ -260,7 +335,8 @@ def _exposed_credentials(event: dict[str, Any]) -> AlertSignal:
 
 def parse(doc: dict[str, Any], *, key_dimensions: Sequence[str]) -> Delivery:
     """Interpret an authenticated SNS document."""
-    message_id = text(doc.get("MessageId"), 256)
+    # Whole: the receiver stores a long id hashed, where a cut could collide.
+    message_id = text(doc.get("MessageId"), MAX_MESSAGE_ID)
     if not message_id:
         raise AlertRejected(400, "bad_payload", "the SNS message has no MessageId")
     sent = parse_iso(doc.get("Timestamp"))

@@ -38,7 +38,8 @@ from keyops.alerts.base import (
 from keyops.domain import keyformat
 
 SOURCE = "standard"
-MAX_ID_LENGTH = 256
+#: Ids longer than the inventory's column are stored hashed (see ``stored_delivery_id``).
+MAX_ID_LENGTH = 1024
 
 
 def secret_bytes(secret: str) -> bytes:

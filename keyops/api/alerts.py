@@ -1,17 +1,19 @@
 """``POST /v1/alerts/{source}``: hands the raw delivery to ``app.alerts``.
 
-No keyops bearer token is asked for here: every supported format proves its
-own authenticity (Standard Webhooks and Grafana sign the body with a shared
-secret, SNS with AWS' certificate, GitHub with its ECDSA key, Alertmanager
-with the bearer/basic credentials configured for that source), and senders
-such as SNS and GitHub cannot be given a keyops token anyway. The receiver
-checks that before parsing; this route only bounds the body, moves the work
-off the event loop (at most ``alerts.max_concurrency`` deliveries at once) and
-counts verdicts.
+Every supported format proves its own authenticity (Standard Webhooks and
+Grafana sign the body with a shared secret, SNS with AWS' certificate, GitHub
+with its ECDSA key, Alertmanager with the bearer/basic credentials configured
+for that source). A source set to ``require_token`` also wants a keyops API
+token with scope ``alerts:<source>``: this route hands the receiver a lookup
+into the process's token table, and the receiver checks it before anything
+else. This route bounds the body, moves the work off the event loop (at most
+``alerts.max_concurrency`` deliveries at once) and counts verdicts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from functools import partial
 from typing import Any
 
 import anyio
@@ -19,6 +21,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keyops.api.auth import caller_for
 from keyops.api.state import ApiState, json_error
 from keyops.api.usage import BodyTooLarge, read_body
 from keyops.inventory.types import utcnow
@@ -32,6 +35,11 @@ def _verdict(status: int, body: Any) -> str:
         if isinstance(value, str):
             return value[:32]
     return "acted" if status == 200 else f"http_{status}"
+
+
+def _token_of(state: ApiState, authorization: str | None) -> tuple[str, Collection[str]] | None:
+    caller = caller_for(state.sync.callers, authorization)
+    return None if caller is None else (caller.name, caller.scopes)
 
 
 async def alerts_endpoint(request: Request) -> Response:
@@ -53,7 +61,8 @@ async def alerts_endpoint(request: Request) -> Response:
         # worker thread that /readyz, /metrics and /v1/usage need too.
         limiter = anyio.CapacityLimiter(receiver.settings.max_concurrency)
         request.app.state.alert_limiter = limiter
-    outcome = await anyio.to_thread.run_sync(receiver.receive, source, headers, body, utcnow(), limiter=limiter)
+    receive = partial(receiver.receive, tokens=partial(_token_of, state))
+    outcome = await anyio.to_thread.run_sync(receive, source, headers, body, utcnow(), limiter=limiter)
     status = int(outcome.status)
     label_source = source if receiver.enabled(source) else "unknown"
     verdict = _verdict(status, outcome.body)

@@ -23,9 +23,12 @@ from starlette.routing import Route
 
 from keyops.api import ops
 from keyops.api.alerts import alerts_endpoint
+from keyops.api.body_timeout import BODY_TIMEOUT_MESSAGE, BodyDeadlines, BodyTimeoutError, send_timeout_response
 from keyops.api.cache_sync import CacheSync
 from keyops.api.last_use import Flusher
-from keyops.api.ratelimit import LocalBuckets, RedisBuckets
+from keyops.api.ratelimit import LocalBuckets, RedisBuckets, ResilientBuckets
+from keyops.api.redis_fanout import RedisFanout, start_fanout
+from keyops.api.redis_health import RedisHealth, client_options
 from keyops.api.state import ApiState, json_error
 from keyops.api.usage import usage_endpoint
 from keyops.api.verify import VerifyFastPath, verify_endpoint
@@ -54,13 +57,15 @@ _ROUTES = {
 
 class CountRequests:
     """The outermost layer: counts requests by route template and status for
-    ``keyops_http_requests_total`` (a few dict operations per request), and
-    hands ``POST /v1/keys/verify`` to its bare-ASGI fast path."""
+    ``keyops_http_requests_total`` (a few dict operations per request),
+    hands ``POST /v1/keys/verify`` to its bare-ASGI fast path, and puts the
+    ``server.body_timeout`` deadline on reading every request's body."""
 
-    def __init__(self, inner: ASGIApp, state: ApiState) -> None:
+    def __init__(self, inner: ASGIApp, state: ApiState, body_timeout: float = 0.0) -> None:
         self.inner = inner
         self.counts = state.metrics.http
         self.verify = VerifyFastPath(state)
+        self.deadlines = BodyDeadlines(body_timeout) if body_timeout > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,18 +74,26 @@ class CountRequests:
         path: str = scope["path"]
         route = _ROUTES.get(path) or ("/v1/alerts/{source}" if path.startswith("/v1/alerts/") else "other")
         status = 500
+        started = False
 
         async def counting_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                started = True
             await send(message)
 
+        if self.deadlines is not None:
+            receive = self.deadlines.wrap(receive)
         try:
             if route == "/v1/keys/verify" and scope["method"] == "POST":
                 await self.verify(scope, receive, counting_send)
             else:
                 await self.inner(scope, receive, counting_send)
+        except BodyTimeoutError:
+            # The fast path has no exception handlers: answer here.
+            if not started:
+                await send_timeout_response(counting_send)
         finally:
             key = (route, status)
             self.counts[key] = self.counts.get(key, 0) + 1
@@ -92,6 +105,12 @@ async def _not_found(request: Request, _exc: Exception) -> Response:
 
 async def _method_not_allowed(request: Request, _exc: Exception) -> Response:
     return json_error(405, f"{request.method} is not allowed on {request.url.path} (see /openapi.json)")
+
+
+async def _body_timeout(_request: Request, _exc: Exception) -> Response:
+    return Response(
+        BODY_TIMEOUT_MESSAGE, status_code=408, headers={"connection": "close"}, media_type="application/json"
+    )
 
 
 async def _server_error(_request: Request, _exc: Exception) -> Response:
@@ -106,14 +125,17 @@ def make_state(app: App, *, worker_id: str) -> ApiState:
         poll_interval=server.change_poll_ms / 1000.0,
         refresh_every=float(parse_duration(server.cache_refresh)),
     )
-    buckets: LocalBuckets | RedisBuckets = LocalBuckets()
+    buckets: LocalBuckets | ResilientBuckets = LocalBuckets()
     redis_client = None
-    if app.settings.redis.url:
+    health = None
+    settings = app.settings.redis
+    if settings.url:
         import redis.asyncio as aioredis
 
-        redis_client = aioredis.from_url(app.settings.redis.url)
-        buckets = RedisBuckets(redis_client, app.settings.redis.key_prefix)
-    return ApiState(app=app, sync=sync, buckets=buckets, worker_id=worker_id, redis=redis_client)
+        redis_client = aioredis.from_url(settings.url, **client_options(settings, asynchronous=True))
+        health = RedisHealth.from_settings(settings)
+        buckets = ResilientBuckets(RedisBuckets(redis_client, settings.key_prefix), LocalBuckets(), health)
+    return ApiState(app=app, sync=sync, buckets=buckets, worker_id=worker_id, redis=redis_client, redis_health=health)
 
 
 def _sqlite_reader(app: App) -> Any:
@@ -133,7 +155,7 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(state.sync.load)
         state.sync.start()
-        redis_sync = _start_redis_wakeups(state)
+        fanout = await _start_redis(state)
         flusher = Flusher(state.last_use, app.engine, float(parse_duration(app.settings.server.last_use_flush)))
         flushing = asyncio.create_task(flusher.run())
         if scheduler_factory is not None:
@@ -151,9 +173,9 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
             if state.scheduler is not None:
                 await run_in_threadpool(state.scheduler.stop)
             state.sync.stop()
-            if redis_sync is not None:
+            if fanout is not None:
                 changes.set_redis_publisher(None)
-                redis_sync.close()
+                await run_in_threadpool(fanout.close)
             if state.redis is not None:
                 await state.redis.aclose()
 
@@ -170,46 +192,25 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
     starlette = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
+        exception_handlers={
+            404: _not_found,
+            405: _method_not_allowed,
+            500: _server_error,
+            BodyTimeoutError: _body_timeout,
+        },
     )
     starlette.state.keyops = state
-    return CountRequests(starlette, state)
+    return CountRequests(starlette, state, body_timeout=float(parse_duration(app.settings.server.body_timeout)))
 
 
-class _RedisWakeups:
-    """Redis pub/sub fan-out of key changes: this process publishes what it
-    commits, and every subscriber polls the change log at once."""
-
-    def __init__(self, url: str, channel: str, sync: CacheSync) -> None:
-        import threading
-
-        import redis
-
-        self._client = redis.Redis.from_url(url)
-        self._channel = channel
-        self._sync = sync
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self._pubsub.subscribe(**{channel: lambda _message: sync.wake()})
-        self._thread = self._pubsub.run_in_thread(sleep_time=0.5, daemon=True)
-        self._lock = threading.Lock()
-
-    def publish(self, ids: list[str]) -> None:
-        self._client.publish(self._channel, ",".join(ids)[:8000])
-
-    def close(self) -> None:
-        self._thread.stop()
-        self._pubsub.close()
-        self._client.close()
-
-
-def _start_redis_wakeups(state: ApiState) -> _RedisWakeups | None:
-    settings = state.app.settings.redis
-    if not settings.url:
+async def _start_redis(state: ApiState) -> RedisFanout | None:
+    """Subscribe to the change fan-out and install the publisher. Redis being
+    down at start is not fatal: verify uses local buckets and the fan-out
+    keeps reconnecting."""
+    health = state.redis_health
+    if health is None:
         return None
-    try:
-        wakeups = _RedisWakeups(settings.url, f"{settings.key_prefix}changes", state.sync)
-    except Exception:
-        log.warning("Redis pub/sub unavailable; key changes still arrive through the change log", exc_info=True)
-        return None
-    changes.set_redis_publisher(wakeups.publish)
-    return wakeups
+    await health.ping(state.redis)  # logs once if Redis is down at start
+    fanout = start_fanout(state.app.settings.redis, state.sync, health)
+    changes.set_redis_publisher(fanout.publish)
+    return fanout

@@ -2,8 +2,8 @@
 in-memory table of token hashes (reloaded on every token change).
 
 401 when the header is missing or the token is unknown or revoked; 403 when
-the token lacks the scope. Scopes: ``verify``, ``usage``, ``alerts:<source>``
-(``alerts:*`` for every source) and ``admin`` (every scope).
+the token lacks the scope. The scopes and what each allows are in
+``keyops.domain.scopes``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from keyops.api.cache_sync import Caller
+from keyops.domain import scopes
 
 
 def token_hash(token: str) -> str:
@@ -35,6 +36,4 @@ def caller_for(callers: dict[str, Caller], header: str | None) -> Caller | None:
 
 
 def allows(caller: Caller, scope: str) -> bool:
-    if scope in caller.scopes or "admin" in caller.scopes:
-        return True
-    return scope.startswith("alerts:") and "alerts:*" in caller.scopes
+    return scopes.allows(caller.scopes, scope)

@@ -293,6 +293,12 @@ class CacheSync:
     def wake(self) -> None:
         self._wake.set()
 
+    def request_full_reload(self) -> None:
+        """Rebuild the whole cache soon, in the background (for when change
+        notifications may have been missed, e.g. a fan-out that was down)."""
+        self._full_pending = True
+        self._wake.set()
+
     def _follow(self) -> None:
         next_refresh = time.monotonic() + self.refresh_every
         while not self._stop.is_set():

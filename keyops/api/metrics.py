@@ -6,8 +6,12 @@ Two kinds of series:
 * per process (sum them across replicas): ``keyops_verify_total{code}``,
   ``keyops_http_requests_total{route,status}``, ``keyops_alerts_total{source,verdict}``,
   ``keyops_webhook_signature_failures_total{source}``, ``keyops_usage_events_total{result}``,
+  ``keyops_usage_events_rejected_total{reason}`` (by intake or by detection; a fixed label set),
   ``keyops_job_duration_seconds{job}`` (histogram), ``keyops_job_failures_total{job}``,
   ``keyops_verify_cache_keys``, ``keyops_keys{state}`` (this replica's cache);
+  with Redis configured, ``keyops_redis_up``, ``keyops_redis_fanout_up``
+  (gauges, 0/1), ``keyops_redis_fallbacks_total`` and
+  ``keyops_redis_publish_failures_total``;
 * read from the inventory, so the same on every replica (use ``max`` across
   replicas, not ``sum``): ``keyops_rotations_total{outcome}``,
   ``keyops_findings_total{severity}``, ``keyops_keys_overdue``,
@@ -21,13 +25,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from keyops.detect.refusals import REASONS
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
+
+if TYPE_CHECKING:
+    from keyops.api.redis_health import RedisHealth
 
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
 #: A key is overdue when its rotation was due this long ago and has not happened.
@@ -56,10 +64,22 @@ class Metrics:
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)
     signature_failures: dict[str, int] = field(default_factory=dict)
     usage_events: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
+    #: Usage events refused, by reason code (every code present from the start).
+    usage_rejections: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     job_durations: dict[str, Histogram] = field(default_factory=dict)
     job_failures: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _db_cache: tuple[float, dict[str, Any]] | None = None
+
+    def count_usage(self, answer: dict[str, Any]) -> None:
+        """Count one ``POST /v1/usage`` answer: events kept or not, and every
+        refusal (by the intake or by detection) by its reason."""
+        self.usage_events["accepted"] += answer["accepted"]
+        self.usage_events["rejected"] += len(answer["rejected"])
+        detection = answer.get("detection") or {"rejected": []}
+        reasons = self.usage_rejections
+        for refusal in (*answer["rejected"], *detection["rejected"]):
+            reasons[refusal["reason"]] += 1
 
     def job_done(self, job: str, seconds: float, failed: bool) -> None:
         with self._lock:
@@ -99,7 +119,39 @@ def _family(out: list[str], name: str, kind: str, help_text: str, samples: list[
         out.append(f"{series}{{{text}}} {value:g}" if text else f"{series} {value:g}")
 
 
-def render(metrics: Metrics, *, cache_states: dict[str, int], cache_keys: int, figures: dict[str, Any]) -> str:
+def _redis(out: list[str], health: RedisHealth) -> None:
+    _family(out, "keyops_redis_up", "gauge", "1 when this process's last Redis call answered.", [({}, health.up)])
+    _family(
+        out,
+        "keyops_redis_fanout_up",
+        "gauge",
+        "1 while this process's Redis pub/sub subscription (change fan-out) is connected.",
+        [({}, health.fanout_up)],
+    )
+    _family(
+        out,
+        "keyops_redis_fallbacks_total",
+        "counter",
+        "Rate-limit decisions taken from per-process buckets because Redis was down (this process).",
+        [({}, health.fallbacks)],
+    )
+    _family(
+        out,
+        "keyops_redis_publish_failures_total",
+        "counter",
+        "Key-change notifications not published to Redis; the change log still carries them (this process).",
+        [({}, health.publish_failures)],
+    )
+
+
+def render(
+    metrics: Metrics,
+    *,
+    cache_states: dict[str, int],
+    cache_keys: int,
+    figures: dict[str, Any],
+    redis: RedisHealth | None = None,
+) -> str:
     out: list[str] = []
     _family(
         out,
@@ -146,6 +198,13 @@ def render(metrics: Metrics, *, cache_states: dict[str, int], cache_keys: int, f
     )
     _family(
         out,
+        "keyops_usage_events_rejected_total",
+        "counter",
+        "Usage events refused by the intake or by the detection engine, by reason (this process).",
+        [({"reason": r}, n) for r, n in sorted(metrics.usage_rejections.items())],
+    )
+    _family(
+        out,
         "keyops_rotations_total",
         "counter",
         "Rotations by outcome (from the inventory: same on every replica, use max).",
@@ -187,4 +246,6 @@ def render(metrics: Metrics, *, cache_states: dict[str, int], cache_keys: int, f
         out.append(f'keyops_job_duration_seconds_bucket{{job="{_label(job)}",le="+Inf"}} {hist.count}')
         out.append(f'keyops_job_duration_seconds_sum{{job="{_label(job)}"}} {hist.total:g}')
         out.append(f'keyops_job_duration_seconds_count{{job="{_label(job)}"}} {hist.count}')
+    if redis is not None:
+        _redis(out, redis)
     return "\n".join(out) + "\n"

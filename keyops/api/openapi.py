@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from keyops.detect.refusals import REASONS
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _NULLABLE_STR = {"type": ["string", "null"]}
 _RATELIMIT = {
@@ -101,20 +103,36 @@ DOCUMENT: dict[str, Any] = {
                 ],
             },
             "UsageEvent": _USAGE_EVENT,
+            "UsageRejection": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer", "description": "Position of the event in the body."},
+                    "reason": {"type": "string", "enum": list(REASONS)},
+                    "error": {"type": "string"},
+                },
+                "required": ["index", "reason", "error"],
+            },
             "UsageAnswer": {
                 "type": "object",
                 "properties": {
-                    "accepted": {"type": "integer"},
+                    "accepted": {"type": "integer", "description": "Events kept (usage aggregates, last use)."},
                     "rejected": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {"index": {"type": "integer"}, "error": {"type": "string"}},
-                            "required": ["index", "error"],
+                        "description": "Events not kept: reason invalid or unknown_key.",
+                        "items": {"$ref": "#/components/schemas/UsageRejection"},
+                    },
+                    "detection": {
+                        "type": ["object", "null"],
+                        "description": "Of the kept events, those the detection engine took to judge and those "
+                        "it refused (late, buffer_full, ahead_of_clock_buffer_full, ...); null without an engine.",
+                        "properties": {
+                            "accepted": {"type": "integer"},
+                            "rejected": {"type": "array", "items": {"$ref": "#/components/schemas/UsageRejection"}},
                         },
+                        "required": ["accepted", "rejected"],
                     },
                 },
-                "required": ["accepted", "rejected"],
+                "required": ["accepted", "rejected", "detection"],
             },
         },
     },
@@ -164,7 +182,8 @@ DOCUMENT: dict[str, Any] = {
         "/v1/alerts/{source}": {
             "post": {
                 "summary": "Inbound alert webhook. Authenticity is checked per format (signatures or the "
-                "source's configured credentials), not with a keyops token.",
+                "source's configured credentials); a source set to require_token also needs a keyops token "
+                "with scope alerts:<source>.",
                 "parameters": [
                     {
                         "name": "source",
@@ -181,7 +200,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "400": _err("Malformed payload."),
                     "401": _err("Missing or wrong signature, or stale timestamp."),
-                    "403": _err("Authentic but not allowed."),
+                    "403": _err("Authentic but not allowed (SNS topic, or a token without the scope)."),
                     "404": _err("Unknown or disabled source."),
                     "409": _err("Delivery id seen before (replay): nothing done."),
                     "413": _err("Body too large."),
@@ -192,11 +211,26 @@ DOCUMENT: dict[str, Any] = {
         "/readyz": {
             "get": {
                 "summary": "Readiness: database reachable, verify cache loaded, destinations configured.",
+                "description": (
+                    "Redis is reported in checks.redis and checks.redis_fanout but does not decide readiness:"
+                    " while it is down verify uses per-process rate-limit buckets and the answer says"
+                    ' "degraded": true.'
+                ),
                 "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready; checks say why."}},
             }
         },
-        "/metrics": {"get": {"summary": "Prometheus metrics.", "responses": {"200": {"description": "Text format."}}}},
-        "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.1."}}}},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (scope admin when server.public_metrics = false).",
+                "responses": {"200": {"description": "Text format."}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document (scope admin when server.public_metrics = false).",
+                "responses": {"200": {"description": "OpenAPI 3.1."}},
+            }
+        },
         "/v1/ping": {
             "get": {"summary": "Trivial endpoint (benchmark baseline).", "responses": {"200": {"description": "ok"}}}
         },

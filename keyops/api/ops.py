@@ -59,28 +59,61 @@ def _destinations_problem(state: ApiState, kinds: list[str]) -> str | None:
     return None
 
 
+async def _redis_checks(state: ApiState) -> dict[str, str]:
+    """``redis`` (a PING within ``redis.timeout_ms``, or "down" while the
+    breaker is open) and ``redis_fanout`` (the pub/sub subscription)."""
+    health = state.redis_health
+    if health is None:
+        return {"redis": "not configured"}
+    answered = await health.ping(state.redis)
+    return {"redis": "ok" if answered else "down", "redis_fanout": "ok" if health.fanout_up else "down"}
+
+
 async def readyz(request: Request) -> Response:
-    """Readiness: database reachable, verify cache loaded, destinations configured."""
+    """Readiness: database reachable, verify cache loaded, destinations configured.
+
+    Redis is reported but does not decide readiness: without it verify still
+    answers (per-process rate-limit buckets), so a Redis outage makes every
+    replica ``degraded`` rather than taking them all out of the load balancer.
+    """
     state: ApiState = request.app.state.keyops
     checks = await run_in_threadpool(_checks, state)
     ready = all(v.startswith("ok") for v in checks.values())
-    return Response(
-        orjson.dumps({"ready": ready, "checks": checks}), status_code=200 if ready else 503, media_type=_JSON
-    )
+    redis = await _redis_checks(state)
+    degraded = any(v == "down" for v in redis.values())
+    body = {"ready": ready, "degraded": degraded, "checks": {**checks, **redis}}
+    return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type=_JSON)
+
+
+def _private(request: Request) -> Response | None:
+    """``server.public_metrics = false`` keeps /metrics and /openapi.json for
+    admin tokens: both tell a stranger what this deployment runs and exposes."""
+    state: ApiState = request.app.state.keyops
+    if state.app.settings.server.public_metrics:
+        return None
+    return state.authorize(request, "admin")
 
 
 async def metrics_endpoint(request: Request) -> Response:
     state: ApiState = request.app.state.keyops
-    if not state.app.settings.server.public_metrics:
-        denied = state.authorize(request, "admin")
-        if denied is not None:
-            return denied
+    denied = _private(request)
+    if denied is not None:
+        return denied
     figures = await run_in_threadpool(state.metrics.inventory_figures, state.app.engine)
+    if state.redis_health is not None:
+        await state.redis_health.ping(state.redis)  # so keyops_redis_up is current even without traffic
     body = metrics_mod.render(
-        state.metrics, cache_states=state.sync.cache.states(), cache_keys=len(state.sync.cache), figures=figures
+        state.metrics,
+        cache_states=state.sync.cache.states(),
+        cache_keys=len(state.sync.cache),
+        figures=figures,
+        redis=state.redis_health,
     )
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def openapi(_request: Request) -> Response:
+async def openapi(request: Request) -> Response:
+    denied = _private(request)
+    if denied is not None:
+        return denied
     return Response(_OPENAPI, media_type=_JSON)

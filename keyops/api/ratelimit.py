@@ -7,18 +7,26 @@ bucket lives in one hash per key and a Lua script takes tokens atomically,
 so every replica draws from the same bucket; the script uses Redis' clock
 (``TIME``) so replicas with skewed clocks agree.
 
+While Redis is down (a call fails or times out, or the circuit breaker is
+open) ``ResilientBuckets`` takes from this process's own buckets instead, so
+verify keeps answering and limits still hold per replica; each such decision
+is counted. Once Redis answers again the shared buckets are used again.
+
 ``reset`` in the answer is the number of seconds until the bucket is full
 again (0 when it is full).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from keyops.api.cache_sync import Limit
+from keyops.api.redis_health import RedisHealth, redis_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +100,35 @@ class RedisBuckets:
     async def take(self, key_id: str, limit: Limit, cost: int = 1) -> Decision:
         allowed, millis = await self._script(keys=[f"{self._prefix}rl:{key_id}"], args=[limit.burst, limit.rate, cost])
         return _decision(bool(int(allowed)), int(millis) / 1000.0, limit)
+
+
+class ResilientBuckets:
+    """Shared (Redis) buckets behind a timeout and the circuit breaker, with
+    this process's buckets as the fallback."""
+
+    def __init__(self, shared: RedisBuckets, local: LocalBuckets, health: RedisHealth) -> None:
+        self.shared = shared
+        self.local = local
+        self.health = health
+        self._errors = redis_errors()
+
+    def take(self, key_id: str, limit: Limit, cost: int = 1) -> Decision | Awaitable[Decision]:
+        """A decision at once when Redis is skipped (no await on the hot path
+        while the breaker is open), else one to await."""
+        if not self.health.allow():
+            return self._local(key_id, limit, cost)
+        return self._shared(key_id, limit, cost)
+
+    def _local(self, key_id: str, limit: Limit, cost: int) -> Decision:
+        self.health.fell_back()
+        return self.local.take_now(key_id, limit, cost, time.monotonic())
+
+    async def _shared(self, key_id: str, limit: Limit, cost: int) -> Decision:
+        try:
+            async with asyncio.timeout(self.health.timeout):
+                decision = await self.shared.take(key_id, limit, cost)
+        except self._errors as exc:
+            self.health.failed(exc)
+            return self._local(key_id, limit, cost)
+        self.health.succeeded()
+        return decision

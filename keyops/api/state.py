@@ -14,7 +14,8 @@ from keyops.api.auth import allows, caller_for
 from keyops.api.cache_sync import CacheSync, Caller
 from keyops.api.last_use import LastUse
 from keyops.api.metrics import Metrics
-from keyops.api.ratelimit import LocalBuckets, RedisBuckets
+from keyops.api.ratelimit import LocalBuckets, ResilientBuckets
+from keyops.api.redis_health import RedisHealth
 from keyops.bootstrap import App
 
 
@@ -29,12 +30,13 @@ _UNAUTHORIZED = orjson.dumps({"error": "missing or invalid bearer token: send Au
 class ApiState:
     app: App
     sync: CacheSync
-    buckets: LocalBuckets | RedisBuckets
+    buckets: LocalBuckets | ResilientBuckets
     metrics: Metrics = field(default_factory=Metrics)
     last_use: LastUse = field(default_factory=LastUse)
     worker_id: str = ""
     scheduler: Any = None
     redis: Any = None
+    redis_health: RedisHealth | None = None
     _memo: dict[str, Caller] = field(default_factory=dict)
     _memo_for: object = None
 

@@ -1,6 +1,12 @@
 """``POST /v1/usage``: usage events from gateways.
 
-Answers 202 ``{"accepted": n, "rejected": [{"index", "error"}]}``. Keys are
+Answers 202 ``{"accepted": n, "rejected": [{"index", "reason", "error"}],
+"detection": {"accepted": m, "rejected": [{"index", "reason", "error"}]}}``:
+the top level says which events were kept (usage aggregates, last use) and
+which were not (unparseable, unknown key); ``detection`` says which of the
+kept ones the detection engine took to judge and which it refused (late,
+buffer full) or ``null`` when no engine is wired. Each ``reason`` is a code
+from ``keyops.detect.refusals.REASONS``; indexes are those of the body. Keys are
 parsed by ``keyops.detect.events.parse_event`` (shared with ``keyops
 replay``; a plaintext ``key`` is hashed there and dropped) and resolved from
 memory (hashes, through the verify cache) or the inventory (``key_id``);
@@ -32,6 +38,7 @@ from keyops.api.last_use import forward, move_forward
 from keyops.api.state import ApiState, json_error
 from keyops.api.usage_events import BadLine, aggregate, split_body, version_last_used
 from keyops.detect.events import UsageEvent, parse_event
+from keyops.detect.refusals import ENGINE_ERROR, INVALID, UNKNOWN_KEY
 from keyops.inventory import models
 
 log = logging.getLogger("keyops.api.usage")
@@ -127,7 +134,8 @@ def write_usage(engine: Engine, events: list[tuple[str, UsageEvent]]) -> None:
         move_forward(conn, version_last_used(events))
 
 
-def ingest(state: ApiState, body: bytes, now: float) -> tuple[int, list[dict[str, Any]]] | str:
+def ingest(state: ApiState, body: bytes, now: float) -> dict[str, Any] | str:
+    """The answer's document for one body, or a one-line reason to refuse it whole."""
     items = split_body(body)
     if isinstance(items, str):
         return items
@@ -143,7 +151,7 @@ def ingest(state: ApiState, body: bytes, now: float) -> tuple[int, list[dict[str
     for index, raw in enumerate(items):
         event = f"line {raw.line} is not valid JSON" if isinstance(raw, BadLine) else parse(raw, now=now)
         if isinstance(event, str):
-            rejected.append({"index": index, "error": event})
+            rejected.append({"index": index, "reason": INVALID, "error": event})
             continue
         key_id = _resolve(cache, event.key_ref)
         if event.key_ref.startswith("id:"):
@@ -156,25 +164,46 @@ def ingest(state: ApiState, body: bytes, now: float) -> tuple[int, list[dict[str
     for index, event, maybe_id in parsed:
         key_id = maybe_id or late.get(event.key_ref[5:])
         if key_id is None:
-            rejected.append({"index": index, "error": "unknown key: no key in the inventory has this hash"})
+            rejected.append(
+                {"index": index, "reason": UNKNOWN_KEY, "error": "unknown key: no key in the inventory has this hash"}
+            )
         else:
             resolved.append((index, key_id, event))
     known = _known_ids(state.app.engine, by_id)
     good: list[tuple[str, UsageEvent]] = []
+    good_index: list[int] = []
     for index, key_id, event in resolved:
         if event.key_ref.startswith("id:") and key_id not in known:
-            rejected.append({"index": index, "error": "unknown key: no key in the inventory has this id"})
+            rejected.append(
+                {"index": index, "reason": UNKNOWN_KEY, "error": "unknown key: no key in the inventory has this id"}
+            )
         else:
             good.append((key_id, event))
+            good_index.append(index)
     write_usage(state.app.engine, good)
-    detection = getattr(state.app, "detection", None)
-    if detection is not None and good:
+    rejected.sort(key=lambda r: int(r["index"]))
+    return {"accepted": len(good), "rejected": rejected, "detection": _judge(detection, good, good_index, now)}
+
+
+def _judge(
+    detection: Any, good: list[tuple[str, UsageEvent]], good_index: list[int], now: float
+) -> dict[str, Any] | None:
+    """Hand the kept events to the detection engine, with the intake's clock
+    (so one event stamped ahead cannot move its watermark past honest ones):
+    the answer's ``detection`` part, by the body's indexes."""
+    if detection is None:
+        return None
+    refused: list[dict[str, Any]] = []
+    if good:
         try:
-            detection.ingest([event for _, event in good])
+            result = detection.ingest([event for _, event in good], now=now)
         except Exception:
             log.warning("usage: the detection engine failed on a batch (aggregates were kept)", exc_info=True)
-    rejected.sort(key=lambda r: int(r["index"]))
-    return len(good), rejected
+            error = "the detection engine failed on this batch (logged); the usage was kept"
+            refused = [{"index": i, "reason": ENGINE_ERROR, "error": error} for i in good_index]
+        else:
+            refused = [{"index": good_index[r.index], "reason": r.reason, "error": r.error} for r in result.rejected]
+    return {"accepted": len(good) - len(refused), "rejected": refused}
 
 
 async def usage_endpoint(request: Request) -> Response:
@@ -187,12 +216,8 @@ async def usage_endpoint(request: Request) -> Response:
         body = await read_body(request, limit)
     except BodyTooLarge:
         return json_error(413, f"body too large: at most {limit} bytes (server.max_body_bytes); split the batch")
-    result = await run_in_threadpool(ingest, state, body, time.time())
-    if isinstance(result, str):
-        return json_error(400, result)
-    accepted, rejected = result
-    state.metrics.usage_events["accepted"] += accepted
-    state.metrics.usage_events["rejected"] += len(rejected)
-    return Response(
-        orjson.dumps({"accepted": accepted, "rejected": rejected}), status_code=202, media_type="application/json"
-    )
+    doc = await run_in_threadpool(ingest, state, body, time.time())
+    if isinstance(doc, str):
+        return json_error(400, doc)
+    state.metrics.count_usage(doc)
+    return Response(orjson.dumps(doc), status_code=202, media_type="application/json")

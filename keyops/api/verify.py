@@ -124,7 +124,7 @@ def well_formed(key: str) -> bool:
 
 def verdict(state: ApiState, body: bytes) -> tuple[int, bytes] | Awaitable[tuple[int, bytes]]:
     """(status, JSON body) for one request body, without awaiting when no
-    shared (Redis) bucket is involved."""
+    shared (Redis) bucket is involved (no Redis, or Redis skipped while down)."""
     parsed = _parse(body)
     if isinstance(parsed, str):
         return 400, orjson.dumps({"error": parsed})
@@ -146,7 +146,10 @@ def verdict(state: ApiState, body: bytes) -> tuple[int, bytes] | Awaitable[tuple
             buckets = state.buckets
             if isinstance(buckets, LocalBuckets):
                 return 200, _limited(state, hit, buckets.take_now(hit.key_id, limit, cost, time.monotonic()))
-            return _shared(state, hit, buckets.take(hit.key_id, limit, cost))
+            pending = buckets.take(hit.key_id, limit, cost)
+            if isinstance(pending, Decision):
+                return 200, _limited(state, hit, pending)
+            return _shared(state, hit, pending)
     state.metrics.verify[code] = state.metrics.verify.get(code, 0) + 1
     return 200, _answer(code, hit, None)
 

@@ -1,16 +1,18 @@
-"""``keyops audit``: list events, verify the hash chain."""
+"""``keyops audit``: list events, verify the sealed chain, export its head, re-seal legacy events."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
 
 from keyops import audit
+from keyops.bootstrap import App
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table
-from keyops.errors import AuditChainError
+from keyops.errors import AuditChainError, AuditHeadMismatchError, InvalidInputError, KeyOpsError
 from keyops.inventory.db import translate_db_errors
 from keyops.inventory.models import AuditEvent
 from keyops.lifecycle.keys import find_key
@@ -47,25 +49,119 @@ def list_events(
     )
 
 
-@app.command("verify")
-def verify(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Check the whole chain; exit 9 and name the first broken event if it fails."""
+def _head_document(head: audit.Head) -> dict[str, object]:
+    return {
+        "seq": head.seq,
+        "hash": head.hash,
+        "anchor": f"{head.seq}:{head.hash}",
+        "hash_alg": head.hash_alg,
+        "seal_key_id": head.seal_key_id,
+        "at": head.at.isoformat(timespec="microseconds") if head.at else None,
+    }
+
+
+@app.command("head")
+def head(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the chain's head as SEQ:HASH, to anchor it outside the database
+    (check it later with `keyops audit verify --expect-head SEQ:HASH`)."""
     st = state(ctx)
     app_ = st.app()
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
-        result = audit.verify(session)
+        doc = _head_document(audit.head(session))
+    if as_json:
+        print_json(doc)
+    else:
+        sys.stdout.write(f"{doc['anchor']}\n")
+    if doc["hash_alg"] == audit.ALG_SHA256:
+        sys.stderr.write("keyops: warning: the head is a legacy (unkeyed) event: run `keyops audit seal` first\n")
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            metavar="SEQ:HASH",
+            help="A head exported earlier by `keyops audit head`; exit 10 if the chain no longer holds it.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check the whole chain under the audit key. Exit 9 and name the first
+    broken event if it fails (or if events are still unkeyed legacy events);
+    exit 10 if it does not hold the --expect-head event exactly."""
+    expected: tuple[int, str] | None = None
+    if expect_head is not None:
+        try:
+            expected = audit.parse_head(expect_head)
+        except ValueError as exc:
+            raise InvalidInputError(f"--expect-head: {exc}") from None
+    st = state(ctx)
+    app_ = st.app()
+    with translate_db_errors(st.settings.database.url), app_.sessions() as session:
+        result = audit.verify(session, expect_head=expected)
+    legacy_problem = None
+    if result.intact and result.legacy_events:
+        legacy_problem = (
+            f"audit chain is not sealed: {result.legacy_events} of {result.events} events are unkeyed legacy events "
+            f"(plain SHA-256, written before the audit key existed) that anyone with write access to the database "
+            f"could have rewritten; check them, then run `keyops audit seal`"
+        )
+    failure: KeyOpsError | None = None
+    if not result.intact:
+        failure = AuditChainError(f"audit chain is broken: {result.problems[0]}")
+    elif result.anchor_problem:
+        failure = AuditHeadMismatchError(f"audit chain does not hold the expected head: {result.anchor_problem}")
+    elif legacy_problem:
+        failure = AuditChainError(legacy_problem)
     if as_json:
         print_json(
             {
-                "ok": result.ok,
+                "ok": failure is None,
                 "events": result.events,
+                "sealed_events": result.sealed_events,
+                "legacy_events": result.legacy_events,
                 "problems": result.problems,
                 "first_bad_seq": result.first_bad_seq,
+                "head": {"seq": result.head_seq, "hash": result.head_hash},
+                "expected_head": None if expected is None else {"seq": expected[0], "hash": expected[1]},
+                "expected_head_problem": result.anchor_problem,
             }
         )
-        if not result.ok:
-            raise typer.Exit(AuditChainError.exit_code)
+        if failure is not None:
+            raise typer.Exit(failure.exit_code)
         return
-    if not result.ok:
-        raise AuditChainError(f"audit chain is broken: {result.problems[0]}")
-    console.print(f"audit chain OK: {result.events} events verified")
+    if failure is not None:
+        raise failure
+    held = f"; holds the expected head {expected[0]}" if expected is not None else ""
+    console.print(
+        f"audit chain OK: {result.events} events verified under audit key {_key_id(app_)}{held}", soft_wrap=True
+    )
+
+
+def _key_id(app_: App) -> str:
+    assert app_.audit_key is not None
+    return app_.audit_key.get().key_id
+
+
+@app.command("seal")
+def seal(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Re-seal a chain that still holds legacy (unkeyed) events under the
+    audit key, after verifying it; a broken chain is refused and left as it is."""
+    st = state(ctx)
+    app_ = st.app()
+    with translate_db_errors(st.settings.database.url), app_.sessions.begin() as session:
+        result = audit.seal(session, actor=st.actor)
+        doc = _head_document(result.head)
+    if as_json:
+        print_json({"legacy_events": result.legacy_events, "resealed_events": result.resealed_events, "head": doc})
+        return
+    if result.legacy_events == 0:
+        console.print(f"nothing to seal: every event is already sealed under audit key {_key_id(app_)}")
+        return
+    console.print(
+        f"sealed {result.resealed_events} events ({result.legacy_events} were legacy) under audit key "
+        f"{_key_id(app_)}; new head {doc['anchor']} (heads exported before this no longer match: export it again)"
+    )

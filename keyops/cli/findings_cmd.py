@@ -2,47 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-import orjson
 import typer
 
 from keyops.cli.context import state
-from keyops.cli.output import console, print_json, print_table, short_time
+from keyops.cli.evidence import cut, evidence_lines
+from keyops.cli.output import console, print_json, short_time
 
 app = typer.Typer(help="Detector findings: what was seen, with evidence.", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
+def action_label(action: str, enforcement: str | None) -> str:
+    """``suspend``, or ``suspend (shadow)`` / ``suspend (monitor)`` when the
+    decision was recorded without being carried out."""
+    if action in ("none", "notify") or enforcement in (None, "enforce"):
+        return action
+    return f"{action} ({enforcement})"
+
+
+def subject(doc: dict[str, Any]) -> str:
+    if doc.get("key_name"):
+        return str(doc["key_name"])
+    return f"cluster {doc['cluster_id'][:8]}" if doc.get("cluster_id") else "-"
+
+
+def short_id(value: str | None) -> str:
+    return value[:8] if value else "-"
+
+
 @app.command("list")
 def findings_list(
     ctx: typer.Context,
     key: Annotated[str | None, typer.Option("--key", help="Only findings about this key (name or id).")] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Only the findings of this case (see cases list).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """List findings, newest first."""
-    items = state(ctx).app().detection.findings.list(key=key, limit=limit)
+    """List findings, newest first: two lines each (id, severity, action;
+    then time, key, detector, case and summary), to fit 80 columns."""
+    items = state(ctx).app().detection.findings.list(key=key, case=case, limit=limit)
     if as_json:
         print_json(items)
         return
-    print_table(
-        None,
-        ["id", "at", "key", "detector", "severity", "action", "summary"],
-        [
-            (
-                f["id"],
-                short_time(f["at"]),
-                f["key_name"] or (f"cluster {f['cluster_id'][:8]}" if f["cluster_id"] else "-"),
-                f["detector"],
-                f["severity"],
-                f["action"],
-                f["summary"],
-            )
-            for f in items
-        ],
-    )
+    if not items:
+        console.print("no findings", markup=False, highlight=False)
+        return
+    width = max(40, console.width)
+    for f in items:
+        action = action_label(f["action"], f.get("enforcement"))
+        head = f"{f['id']}  {f['severity']:<8}  {action}"
+        case = f"case {short_id(f.get('case_id'))}" if f.get("case_id") else "no case"
+        detail = f"  {short_time(f['at'])[:19]} · {subject(f)} · {f['detector']} · {case} · {f['summary']}"
+        console.print(head, markup=False, highlight=False)
+        console.print(cut(detail, width), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("show")
@@ -51,13 +66,22 @@ def findings_show(
     finding_id: Annotated[str, typer.Argument(metavar="ID", help="A finding id from findings list.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one finding with its evidence."""
+    """Show one finding with its evidence: what it was judged against, what
+    was observed, the thresholds and redacted samples."""
     doc = state(ctx).app().detection.findings.show(finding_id)
     if as_json:
         print_json(doc)
         return
-    console.print(f"[bold]{doc['detector']}[/bold] {doc['severity']}: {doc['summary']}")
-    console.print(f"key: {doc['key_name'] or '-'} ({doc['key_id'] or 'no key'}); cluster: {doc['cluster_id'] or '-'}")
-    console.print(f"at: {short_time(doc['at'])}; action: {doc['action']}; status: {doc['status']}")
-    console.print("evidence:")
-    console.print(orjson.dumps(doc["evidence"], option=orjson.OPT_INDENT_2).decode(), markup=False, highlight=False)
+    width = max(40, console.width)
+    action = action_label(doc["action"], doc.get("enforcement"))
+    lines = [
+        f"{doc['detector']} {doc['severity']}: {doc['summary']}",
+        f"key: {doc['key_name'] or '-'} ({doc['key_id'] or 'no key'}); cluster: {doc['cluster_id'] or '-'}",
+        f"at: {short_time(doc['at'])}; action: {action}; status: {doc['status']}",
+        f"case: {doc.get('case_id') or '-'}",
+        "evidence:",
+    ]
+    for line in lines:  # wrapped, not cut: ids must stay whole
+        console.print(line, markup=False, highlight=False)
+    for line in evidence_lines(doc["evidence"] or {}, width - 2):
+        console.print("  " + line, markup=False, highlight=False, soft_wrap=True)

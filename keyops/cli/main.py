@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from keyops import __version__
-from keyops.cli import audit_cmd, db_cmd, events_cmd, keys_cmd, serve_cmd, specs_cmd, tokens_cmd
+from keyops.cli import audit_cmd, cases_cmd, db_cmd, events_cmd, keys_cmd, serve_cmd, specs_cmd, tokens_cmd
 from keyops.cli.context import CliState
 from keyops.cli.findings_cmd import app as findings_app
 from keyops.cli.reconcile_cmd import reconcile as reconcile_command
@@ -35,6 +35,7 @@ app.add_typer(specs_cmd.policies_app, name="policies")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(findings_app, name="findings")
+app.add_typer(cases_cmd.app, name="cases")
 app.command("replay")(replay_command)
 app.add_typer(tokens_cmd.app, name="tokens")
 app.command("serve")(serve_cmd.serve)

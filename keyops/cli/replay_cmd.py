@@ -4,8 +4,9 @@ The file holds JSON lines in the ``/v1/usage`` event shape. Each line goes
 through the daemon's own parser (``keyops.detect.events.parse_event``) and
 the same detection service, so what replay reports is what the live daemon
 would have done. ``--dry-run`` reports without persisting findings or
-touching keys. Malformed lines are reported with their line numbers and
-skipped.
+touching keys: per key, the actions it would take with their evidence, and
+the cases it would open. Malformed lines are reported with their line
+numbers and skipped.
 
 Replay tolerates events up to ``REPLAY_LATENESS`` out of order (a log merged
 from several gateways); the order of processing, and so every finding, is
@@ -25,7 +26,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from keyops.cli.context import state
-from keyops.cli.output import console, print_json, print_table
+from keyops.cli.evidence import cut, key_lines
+from keyops.cli.output import console, print_json
 from keyops.detect import cloudtrail
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import iso
@@ -60,12 +62,13 @@ def run_replay(service: DetectionService, path: str, *, progress: bool) -> tuple
     def feed() -> None:
         nonlocal accepted
         result = service.ingest(batch)
-        bad = {i for i, _ in result.rejected}
+        bad = {r.index for r in result.rejected}
         accepted += len(batch) - len(bad)
-        for i, reason in result.rejected:
-            problems.append(f"line {lines[i]}: {reason}")
+        for r in result.rejected:
+            problems.append(f"line {lines[r.index]}: {r.error}")
         total.findings.extend(result.findings)
         total.actions.extend(result.actions)
+        total.notifications.extend(result.notifications)
         batch.clear()
         lines.clear()
 
@@ -104,12 +107,57 @@ def run_replay(service: DetectionService, path: str, *, progress: bool) -> tuple
     final = service.flush()
     total.findings.extend(final.findings)
     total.actions.extend(final.actions)
+    total.notifications.extend(final.notifications)
     return accepted, total, problems
 
 
 def _action_doc(action: Any) -> dict[str, Any]:
     doc: dict[str, Any] = action.to_document()
     return doc
+
+
+def plan_by_key(result: IngestResult, width: int = 80) -> list[dict[str, Any]]:
+    """Per key, in order of its first action: every action the replay
+    decided (action, severity, event time, mode) with the evidence summary
+    and the finding's key evidence lines."""
+    keys: dict[str, dict[str, Any]] = {}
+    for a in result.actions:
+        entry = keys.setdefault(a.key_id, {"key_id": a.key_id, "key_name": a.key_name, "actions": []})
+        entry["actions"].append(
+            {
+                "action": a.action,
+                "severity": a.severity,
+                "at": iso(a.at),
+                "enforcement": a.enforcement,
+                "summary": a.finding.summary,
+                "detector": a.finding.detector,
+                "evidence": key_lines(a.finding.evidence, width),
+                "applied": a.applied,
+                "outcome": a.outcome,
+            }
+        )
+    return list(keys.values())
+
+
+def _print_plan(result: IngestResult, *, dry_run: bool) -> None:
+    width = max(40, console.width)
+    for entry in plan_by_key(result, width - 6):
+        console.print(f"{entry['key_name']} ({entry['key_id']})", markup=False, highlight=False)
+        for a in entry["actions"]:
+            mode = "" if a["enforcement"] == "enforce" else f" ({a['enforcement']})"
+            done = "" if dry_run else f"  → {a['outcome'] or ('done' if a['applied'] else 'not applied')}"
+            head = f"  {a['at']}  {a['action']}{mode}  {a['severity']}{done}"
+            console.print(cut(head, width), markup=False, highlight=False, soft_wrap=True)
+            for line in [cut(a["summary"], width - 4), *a["evidence"]]:
+                console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
+    if result.notifications:
+        what = "cases it would open or escalate:" if dry_run else "cases opened or escalated:"
+        console.print(what, markup=False, highlight=False)
+        for n in result.notifications:
+            who = n.key_name or f"cluster {str(n.cluster_id)[:8]} ({n.members} keys)"
+            shadow = " (shadow: not sent)" if n.enforcement == "shadow" else ""
+            line = f"  {iso(n.at)}  {n.kind} {n.severity}  {who}{shadow}: {n.summary}"
+            console.print(cut(line, width), markup=False, highlight=False, soft_wrap=True)
 
 
 def replay(
@@ -141,20 +189,16 @@ def replay(
                 "dry_run": dry_run,
                 "findings": [f.to_document() for f in result.findings],
                 "actions": [_action_doc(a) for a in result.actions],
+                "notifications": [n.to_document() for n in result.notifications],
+                "keys": plan_by_key(result, width=1000),
                 "skipped": len(problems),
             }
         )
         return
     console.print(
         f"{accepted} events replayed, {len(problems)} skipped; {len(result.findings)} findings, "
-        f"{len(result.actions)} actions{' (dry run: nothing persisted or applied)' if dry_run else ''}"
+        f"{len(result.actions)} actions, {len(result.notifications)} case notices"
     )
-    if result.actions:
-        print_table(
-            "actions",
-            ["at", "key", "action", "severity", "applied", "reason"],
-            [
-                (iso(a.at), a.key_name, a.action, a.severity, "yes" if a.applied else "no", a.reason)
-                for a in result.actions
-            ],
-        )
+    if dry_run:
+        console.print("dry run: nothing persisted or applied; what it would do, per key:")
+    _print_plan(result, dry_run=dry_run)

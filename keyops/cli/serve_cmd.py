@@ -133,6 +133,9 @@ def serve(
         "log_config": None,
         "timeout_graceful_shutdown": max(1, int(bound * 0.25)),
         "server_header": False,
+        # Beyond this many connections uvicorn answers 503 instead of queueing.
+        "limit_concurrency": server_cfg.limit_concurrency or None,
+        "timeout_keep_alive": max(1, parse_duration(server_cfg.keepalive_timeout)),
         **tls,
     }
     if server_cfg.workers > 1:

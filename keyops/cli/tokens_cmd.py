@@ -19,7 +19,14 @@ app = typer.Typer(
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Token name, e.g. gateway-eu.")],
-    scopes: Annotated[str, typer.Option("--scopes", "-s", help="Comma-separated: verify,usage,alerts:<source>,admin.")],
+    scopes: Annotated[
+        str,
+        typer.Option(
+            "--scopes",
+            "-s",
+            help="Comma-separated: verify, usage, admin, alerts:standard|alertmanager|grafana, alerts:*.",
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help='Print {"name", "token", "scopes"}.')] = False,
 ) -> None:
     """Create a token. It is printed once and stored only as a hash."""

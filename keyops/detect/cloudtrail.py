@@ -161,11 +161,12 @@ def replay(
     def feed() -> None:
         nonlocal accepted
         result = service.ingest(batch)
-        bad = {i for i, _ in result.rejected}
+        bad = {r.index for r in result.rejected}
         accepted += len(batch) - len(bad)
-        problems.extend(f"{where[i]}: {reason}" for i, reason in result.rejected)
+        problems.extend(f"{where[r.index]}: {r.error}" for r in result.rejected)
         total.findings.extend(result.findings)
         total.actions.extend(result.actions)
+        total.notifications.extend(result.notifications)
         batch.clear()
         where.clear()
 
@@ -191,6 +192,7 @@ def replay(
     final = service.flush()
     total.findings.extend(final.findings)
     total.actions.extend(final.actions)
+    total.notifications.extend(final.notifications)
     if ignored:
         problems.append(f"{ignored} records: access keys keyops does not manage (ignored)")
     return accepted, total, problems

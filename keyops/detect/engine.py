@@ -4,7 +4,12 @@ Events are pushed in any order; the engine buffers them (a queue for those
 that arrive in order, a heap for the others) and releases them in
 ``(ts, key_ref, arrival)`` order once the *watermark* (the largest
 event time seen minus ``lateness``) has passed them. An event older than the
-watermark is refused as late. Everything after release is a pure function of
+watermark is refused as late. Live, the intake passes its clock: the
+watermark then never passes ``clock - lateness``, and an event stamped ahead
+of the clock waits apart until the clock reaches it, so one bogus timestamp
+cannot make honest events late. The buffer is capped
+(``keyops.detect.buffer`` has these rules); every refusal carries a reason
+code (``keyops.detect.refusals``). Everything after release is a pure function of
 the released sequence: detector windows are aligned to multiples of
 ``WINDOW`` seconds of event time, sweeps and the coordination search fire at
 fixed event-time boundaries, ids are derived from content. So replaying a
@@ -27,10 +32,10 @@ import math
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from heapq import heappop, heappush
 
-from keyops.detect import concurrency, coordinated, harvesting, network, reasoning, templated, volume
+from keyops.detect import buffer, concurrency, coordinated, harvesting, network, reasoning, templated, volume
 from keyops.detect.config import COORDINATION_EVERY, HALF_LIFE, WINDOW, DetectorConfig
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import ACTION_RANK, SEVERITY_NAMES, ActionRecord, CaseNotice, FindingRecord, KeyMeta, iso
@@ -44,6 +49,7 @@ from keyops.detect.policy import (
     is_leak,
     level,
 )
+from keyops.detect.refusals import Refusal
 from keyops.detect.signal import Signal
 from keyops.detect.state import (
     CONCURRENCY,
@@ -86,7 +92,14 @@ class Output:
 class Engine:
     """One engine per process; not thread-safe (the service serialises calls)."""
 
-    def __init__(self, *, lateness: float = 5.0, idle_hot: float = 3600.0, idle_cold: float = 7 * 86400.0) -> None:
+    def __init__(
+        self,
+        *,
+        lateness: float = 5.0,
+        idle_hot: float = 3600.0,
+        idle_cold: float = 7 * 86400.0,
+        max_buffered: int = buffer.MAX_BUFFERED,
+    ) -> None:
         self.lateness = lateness
         self.idle_hot = idle_hot
         self.idle_cold = idle_cold
@@ -96,6 +109,19 @@ class Engine:
         # ``_run``; only out-of-order ones pay for the heap. Release merges both.
         self._run: deque[_Item] = deque()
         self._heap: list[_Item] = []
+        # Events stamped ahead of the intake's clock wait apart (live only),
+        # capped at their share of ``max_buffered``; the rest is for ``_run``
+        # and ``_heap`` together.
+        self.max_buffered = max_buffered
+        self._ahead: buffer.AheadOfClock[_Item] = buffer.AheadOfClock(buffer.ahead_cap(max_buffered))
+        self._room = max_buffered - self._ahead.cap
+        # The latest clock an intake passed (None: pure event time, a replay),
+        # and how far ahead of it an event is buffered as usual.
+        self.clock: float | None = None
+        self._horizon = math.inf
+        # What processing the oldest events early produced (pure event time,
+        # buffer full), until the next release hands it on.
+        self._early: Output | None = None
         self._due: list[tuple[int, str]] = []
         self._seq = 0
         self._max_ts = -math.inf
@@ -111,39 +137,80 @@ class Engine:
 
     # ------------------------------------------------------------ intake --
 
-    def push(self, event: UsageEvent, meta: KeyMeta, cfg: DetectorConfig) -> str | None:
-        """Buffer one event; a reason when it is too late to be counted."""
-        if event.ts < self.watermark:
+    def push(self, event: UsageEvent, meta: KeyMeta, cfg: DetectorConfig) -> Refusal | None:
+        """Buffer one event; a refusal (reason code and message) when it is
+        too late or there is no room for it.
+
+        Live, the intake gives the engine its clock first (:meth:`tick`): an
+        event stamped more than ``AHEAD_SKEW`` ahead of it waits apart and
+        moves nothing until the clock reaches it, and a full buffer refuses.
+        Without a clock (replay), event time alone decides, and a full buffer
+        is made room in by processing its oldest events early."""
+        ts = event.ts
+        if ts < self.watermark:
             self.late += 1
-            return (
-                f"event at {iso(event.ts)} is older than the engine's watermark {iso(self.watermark)} "
-                f"(more than {self.lateness:g}s late)"
-            )
-        self._seq += 1
-        item = (event.ts, event.key_ref, self._seq, event, meta, cfg)
+            return buffer.late(ts, self.watermark, self.lateness)
+        if ts > self._horizon:
+            ahead = self._ahead
+            if len(ahead) >= ahead.cap:
+                return buffer.ahead_full(ts, self._horizon - buffer.AHEAD_SKEW, self.max_buffered)
+            self._seq += 1
+            ahead.hold((ts, event.key_ref, self._seq, event, meta, cfg))
+            return None
         run = self._run
+        heap = self._heap
+        if len(run) + len(heap) >= self._room:
+            if self.clock is not None:
+                return buffer.full(self.max_buffered)
+            oldest = heap[0] if heap and (not run or heap[0] < run[0]) else run[0]
+            early = self._early
+            if early is None:
+                early = self._early = Output()
+            if oldest[0] > self.watermark:
+                self._advance_to(oldest[0], early)
+            else:
+                self._drain(oldest[0], early)
+            if ts < self.watermark:
+                self.late += 1
+                return buffer.late(ts, self.watermark, self.lateness)
+        self._seq += 1
+        item = (ts, event.key_ref, self._seq, event, meta, cfg)
         if not run or item > run[-1]:
             run.append(item)
         else:
-            heappush(self._heap, item)
-        if event.ts > self._max_ts:
-            self._max_ts = event.ts
+            heappush(heap, item)
+        if ts > self._max_ts:
+            self._max_ts = ts
         return None
 
-    def release(self, out: Output) -> None:
-        """Process every buffered event the watermark has passed."""
-        self._advance_to(self._max_ts - self.lateness, out)
+    def release(self, out: Output, now: float | None = None) -> None:
+        """Process every buffered event the watermark has passed: the largest
+        event time seen minus ``lateness``, and live (``now`` given, now or
+        before) never beyond the clock minus ``lateness``."""
+        if now is not None:
+            self.tick(now)
+        if self._early is not None:
+            self._hand_on(out)
+        clock = self.clock
+        newest = self._max_ts if clock is None or clock > self._max_ts else clock
+        self._advance_to(newest - self.lateness, out)
 
     def advance(self, now: float, out: Output) -> None:
         """Move the watermark by wall clock when the stream is live and quiet:
         events buffered for ``lateness`` seconds are released even if nothing
         newer arrives. A historical feed (newest event more than
         ``LIVE_WITHIN`` behind ``now``) is left to event time alone."""
+        self.tick(now)
+        if self._early is not None:
+            self._hand_on(out)
         if self._max_ts > -math.inf and now - self._max_ts <= LIVE_WITHIN:
             self._advance_to(min(now - self.lateness, self._max_ts), out)
 
     def flush(self, out: Output) -> None:
         """Release everything and judge every open window (end of a replay)."""
+        if self._early is not None:
+            self._hand_on(out)
+        self._admit(self._ahead.take_all())
         self._drain(math.inf, out)
         if self._max_ts > -math.inf:
             self.watermark = max(self.watermark, self._max_ts)
@@ -152,6 +219,34 @@ class Engine:
             if st.n:
                 self._close(st, out)
                 st.reset_window(st.win_start + WINDOW)
+
+    def tick(self, now: float) -> None:
+        """Take the intake's wall clock (it never goes back; live only): the
+        watermark stays behind it, and events it has reached leave the
+        ahead-of-clock wait for the ordinary buffer. They are never late
+        there: the watermark has stayed behind the clock."""
+        if self.clock is None or now > self.clock:
+            self.clock = now
+            self._horizon = now + buffer.AHEAD_SKEW
+            if len(self._ahead):
+                self._admit(self._ahead.due(now + buffer.AHEAD_SKEW))
+
+    def _admit(self, items: list[_Item]) -> None:
+        """Move items (in order) from the ahead-of-clock wait to the buffer."""
+        run = self._run
+        for item in items:
+            if not run or item > run[-1]:
+                run.append(item)
+            else:
+                heappush(self._heap, item)
+            if item[0] > self._max_ts:
+                self._max_ts = item[0]
+
+    def _hand_on(self, out: Output) -> None:
+        """Append what processing the oldest events early produced to ``out``."""
+        early, self._early = self._early, None
+        for part in fields(Output):
+            getattr(out, part.name).extend(getattr(early, part.name))
 
     def _advance_to(self, watermark: float, out: Output) -> None:
         if watermark <= self.watermark:

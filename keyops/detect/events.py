@@ -16,8 +16,9 @@ Design choices:
   text with the same result.
 * ``ts`` is event time (when the request started), as an RFC 3339 string or
   epoch seconds. Events too far in the future (beyond ``max_future`` of the
-  caller's clock) are rejected: one bogus timestamp would otherwise advance
-  the engine's watermark and make every honest event "late".
+  caller's clock) are rejected: the engine holds an event stamped ahead of
+  its clock until the clock reaches it (``keyops.detect.buffer``), and
+  ``max_future`` bounds how long that is.
 * Free text that can reach storage (the prompt's prefix kept for evidence,
   ``user_agent``, ``endpoint``) is cleaned here by :func:`clean_text`: NUL is
   removed, other C0/C1 control characters (tab and newline too) become a

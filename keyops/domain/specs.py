@@ -27,7 +27,11 @@ SEVERITIES = ("low", "medium", "high", "critical")
 #: owner is extracting (or abusing) capability, and ``leak``: evidence that
 #: someone other than the owner holds the key.
 LADDER_STEPS = (*SEVERITIES, "leak")
-ENFORCEMENT_MODES = ("monitor", "enforce")
+#: ``enforce``: act on the key and tell people (cases reach the sinks);
+#: ``monitor``: act on no key, but tell people (a human decides);
+#: ``shadow``: act on no key and tell no one; decisions and cases are only
+#: recorded, for calibrating a profile on real traffic before enforcing it.
+ENFORCEMENT_MODES = ("monitor", "enforce", "shadow")
 DETECTORS = ("volume", "concurrency", "network", "templated", "reasoning", "harvesting", "coordinated")
 
 

@@ -73,8 +73,10 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, *, info: dict[str, Any] | None = None) -> sessionmaker[Session]:
+    """Sessions on ``engine``; ``info`` is copied into every session's
+    ``Session.info`` (how the composition root hands sessions their collaborators)."""
+    return sessionmaker(engine, expire_on_commit=False, info=dict(info or {}))
 
 
 def is_unreachable(exc: BaseException) -> bool:

@@ -194,8 +194,47 @@ class Finding(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     observed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The case this finding belongs to (NULL: low evidence no case gathered).
+    case_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("cases.id", ondelete="SET NULL"), default=None, index=True
+    )
+    #: The mode the finding's decision was made under (enforce, monitor,
+    #: shadow); NULL when the finding carried no decision.
+    enforcement: Mapped[str | None] = mapped_column(String(16), default=None)
 
     __table_args__ = (Index("ix_findings_key_created", "key_id", "created_at"),)
+
+
+class Case(Base):
+    """One episode of trouble with one key (or one cluster of keys): what
+    people are told about, once when it opens and again only when it rises
+    in severity. Its findings point at it (``findings.case_id``)."""
+
+    __tablename__ = "cases"
+
+    #: The engine's deterministic case id (the same events give the same id).
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str | None] = mapped_column(ID, ForeignKey("keys.id", ondelete="SET NULL"), default=None)
+    cluster_id: Mapped[str | None] = mapped_column(ID, default=None, index=True)
+    #: Highest severity any notice of this case carried.
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | acknowledged | closed
+    #: The mode of the latest notice: "shadow" cases are recorded, never sent.
+    enforcement: Mapped[str] = mapped_column(String(16), default="enforce")
+    #: Strongest action decided so far ("none" when people are only told).
+    action: Mapped[str] = mapped_column(String(16), default="none")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    finding_count: Mapped[int] = mapped_column(Integer, default=0)
+    members: Mapped[int] = mapped_column(Integer, default=1)
+    #: Highest severity already announced (or recorded, in shadow): a notice
+    #: processed twice is not sent twice.
+    noticed_severity: Mapped[str] = mapped_column(String(16), default="none")
+    opened_at: Mapped[datetime] = mapped_column()  # event time of the opening notice
+    last_seen_at: Mapped[datetime] = mapped_column()  # event time of the latest notice or finding
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_cases_key_status", "key_id", "status"), Index("ix_cases_status", "status"))
 
 
 class InboundAlert(Base):
@@ -234,6 +273,11 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
+    #: "hmac-sha256" (sealed under the audit key) or "sha256" (legacy,
+    #: written before the key existed). No default: every writer says which.
+    hash_alg: Mapped[str] = mapped_column(String(16))
+    #: Fingerprint of the audit key that sealed the event (None for legacy).
+    seal_key_id: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class AuditHead(Base):

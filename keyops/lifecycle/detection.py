@@ -28,11 +28,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from keyops.config import DetectionSettings
+from keyops.config import DETECTION_ENFORCEMENT, DetectionSettings
+from keyops.detect.buffer import MAX_BUFFERED
 from keyops.detect.config import DetectorConfig
 from keyops.detect.engine import Engine, Output
 from keyops.detect.events import MAX_FUTURE_SECONDS, MAX_PROMPT_CHARS, UsageEvent, parse_event
-from keyops.detect.model import ActionRecord, FindingRecord, KeyMeta
+from keyops.detect.model import ActionRecord, CaseNotice, FindingRecord, KeyMeta
+from keyops.detect.refusals import UNKNOWN_KEY, UNKNOWN_PROFILE, Rejection
 from keyops.domain.durations import parse_duration
 from keyops.domain.specs import SpecError, parse_profile
 from keyops.errors import KeyOpsError
@@ -49,17 +51,21 @@ PROFILE_TTL = 60.0
 @dataclass
 class IngestResult:
     """What one call produced: findings (persisted unless dry run), actions
-    (applied unless dry run or monitor mode), and rejected events by index."""
+    (applied unless dry run, monitor or shadow mode), case notices (sent
+    unless dry run or shadow), and rejected events by index, each with a
+    reason code from ``keyops.detect.refusals.REASONS``."""
 
     findings: list[FindingRecord] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)
+    notifications: list[CaseNotice] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     #: Findings the database refused (logged; the rest were stored).
     unrecorded: int = 0
 
     def extend(self, other: IngestResult) -> None:
         self.findings.extend(other.findings)
         self.actions.extend(other.actions)
+        self.notifications.extend(other.notifications)
         self.rejected.extend(other.rejected)
         self.unrecorded += other.unrecorded
 
@@ -77,8 +83,14 @@ class DetectionService:
         dry_run: bool = False,
         max_future: float = MAX_FUTURE_SECONDS,
         max_prompt_chars: int = MAX_PROMPT_CHARS,
+        enforcement: str = "profile",
+        max_buffered: int = MAX_BUFFERED,
     ) -> None:
+        if enforcement not in DETECTION_ENFORCEMENT:
+            raise ValueError(f"enforcement must be one of {', '.join(DETECTION_ENFORCEMENT)}")
         self._sessions = sessions
+        #: "shadow" forces every decision into shadow mode, whatever its profile says.
+        self.enforcement = enforcement
         #: The intake's limits on one event ([detection] settings): the same
         #: for the live intake and for replay, so both reject the same events.
         self.max_future = max_future
@@ -86,7 +98,7 @@ class DetectionService:
         self._specs = specs
         self.findings = findings
         self.dry_run = dry_run
-        self.engine = Engine(lateness=lateness, idle_hot=idle_evict, idle_cold=idle_forget)
+        self.engine = Engine(lateness=lateness, idle_hot=idle_evict, idle_cold=idle_forget, max_buffered=max_buffered)
         self._lock = threading.Lock()
         self._metas: OrderedDict[str, KeyMeta] = OrderedDict()
         self._unknown: dict[str, float] = {}
@@ -105,6 +117,8 @@ class DetectionService:
             dry_run=dry_run,
             max_future=self.max_future,
             max_prompt_chars=self.max_prompt_chars,
+            enforcement=self.enforcement,
+            max_buffered=self.engine.max_buffered,
         )
 
     @classmethod
@@ -120,6 +134,8 @@ class DetectionService:
             idle_forget=float(parse_duration(settings.idle_forget)),
             max_future=float(parse_duration(settings.max_future)),
             max_prompt_chars=settings.max_prompt_chars,
+            enforcement=settings.enforcement,
+            max_buffered=settings.max_buffered,
         )
 
     def parse(self, doc: Any, *, now: float | None) -> UsageEvent | str:
@@ -129,26 +145,39 @@ class DetectionService:
 
     # ------------------------------------------------------------- intake --
 
-    def ingest(self, events: Sequence[UsageEvent]) -> IngestResult:
+    def ingest(self, events: Sequence[UsageEvent], now: float | None = None) -> IngestResult:
         """Feed parsed events (any order within the lateness); returns what
-        was found and done. Unknown keys and late events are rejected by index."""
+        was found and done. Unknown keys, late events and events the engine
+        has no room for are rejected by index, with a reason code.
+
+        ``now`` is the intake's wall clock (the live daemon passes it): the
+        engine's watermark then never runs ahead of it, and events stamped
+        ahead of it wait until it reaches them. Replay passes none, so event
+        time alone decides and a file gives the same findings on any day."""
         result = IngestResult()
         metas = self._resolve({e.key_ref for e in events})
         out = Output()
         with self._lock:
             profiles = self._configs()
+            if now is not None:
+                self.engine.tick(now)
+            push = self.engine.push
             for i, event in enumerate(events):
                 meta = metas.get(event.key_ref)
                 if meta is None:
-                    result.rejected.append((i, "unknown key: no key in the inventory has this id or hash"))
+                    result.rejected.append(
+                        Rejection(i, UNKNOWN_KEY, "unknown key: no key in the inventory has this id or hash")
+                    )
                     continue
                 cfg = profiles.get(meta.profile) if not meta.overrides else self._overridden(meta)
                 if cfg is None:
-                    result.rejected.append((i, f"the key's profile {meta.profile!r} does not exist"))
+                    result.rejected.append(
+                        Rejection(i, UNKNOWN_PROFILE, f"the key's profile {meta.profile!r} does not exist")
+                    )
                     continue
-                reason = self.engine.push(event, meta, cfg)
-                if reason is not None:
-                    result.rejected.append((i, reason))
+                refusal = push(event, meta, cfg)
+                if refusal is not None:
+                    result.rejected.append(Rejection(i, refusal.reason, refusal.error))
             self.engine.release(out)
         self._finish(out, result)
         return result
@@ -172,15 +201,26 @@ class DetectionService:
         return result
 
     def _finish(self, out: Output, result: IngestResult) -> None:
-        """Persist the findings, then apply the actions, each on its own: a
-        finding the database refuses (or an action that fails) is logged and
-        counted, and never costs another key its finding or its action."""
+        """Persist the findings and the cases' notices, then apply the
+        actions, each on its own: a finding the database refuses (or an
+        action that fails) is logged and counted, and never costs another
+        key its finding or its action."""
+        if self.enforcement == "shadow":
+            for action in out.actions:
+                action.enforcement = "shadow"
+            for notice in out.notifications:
+                notice.enforcement = "shadow"
         result.findings.extend(out.findings)
         result.actions.extend(out.actions)
+        result.notifications.extend(out.notifications)
         if self.dry_run:
             return
+        modes = {id(n.finding): n.enforcement for n in out.notifications if n.finding is not None}
+        modes.update({id(a.finding): a.enforcement for a in out.actions})
+        if self.enforcement == "shadow":
+            modes.update({id(f): "shadow" for f in out.findings if f.action != "none"})
         try:
-            result.unrecorded += self.findings.record(out.findings)
+            result.unrecorded += self.findings.record(out.findings, out.notifications, modes)
         except SQLAlchemyError as exc:
             result.unrecorded += len(out.findings)
             log.warning("findings not stored", extra={"count": len(out.findings), "error": type(exc).__name__})

@@ -377,12 +377,14 @@ class RotationEngine:
         also takes over rotations whose worker's lease is still live (use only
         when that worker is known to be dead). Also undoes ``keys issue
         --dest`` runs that died half-way (older than the lease, or any with
-        ``only_expired_leases=False``)."""
+        ``only_expired_leases=False``), and revokes the pending version of a
+        rotation that failed for good but still holds one."""
         worker = worker_id or self.worker_id
         now = now or utcnow()
         delivery.abandon_stale_issues(
             self._sessions, self._stores, now - self._lease if only_expired_leases else now, actor=f"keyops:{worker}"
         )
+        self.runner.discard_abandoned()
         with self._sessions.begin() as session:
             taken = claims.resumable(
                 session, now, only_expired_leases=only_expired_leases, include_failed=include_failed, limit=limit

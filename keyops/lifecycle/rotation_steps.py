@@ -51,7 +51,7 @@ from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.issuers import IssuerRegistry, NativeOnly
 from keyops.lifecycle import backoff
-from keyops.lifecycle.rotation_failure import RetryPlan, mark_failed
+from keyops.lifecycle.rotation_failure import Discarded, RetryPlan, discard_abandoned_pending, mark_failed
 from keyops.lifecycle.rotation_result import RotationResult, result_of
 from keyops.lifecycle.rotation_state import (
     LeaseLost,
@@ -458,7 +458,41 @@ class RotationRunner:
     def fail(self, rotation_id: str, worker_id: str, message: str) -> None:
         """Mark the rotation failed, loudly, with its automatic retry time
         (see ``rotation_failure``)."""
-        mark_failed(self._sessions, self._lease, self.retry_plan, rotation_id, worker_id, message)
+        snap = self.snapshot(rotation_id)
+        discarded = mark_failed(self._sessions, self._lease, self.retry_plan, rotation_id, worker_id, message)
+        if discarded is not None:
+            self._clean_up_discarded(snap, discarded)
+
+    def discard_abandoned(self) -> int:
+        """Revoke pending versions that rotations failed for good still hold
+        (see ``discard_abandoned_pending``); returns how many."""
+        found = discard_abandoned_pending(self._sessions)
+        for snap, discarded in found:
+            self._clean_up_discarded(snap, discarded)
+        return len(found)
+
+    def _clean_up_discarded(self, snap: Snapshot, discarded: Discarded) -> None:
+        """Best effort, once: remove a revoked pending version's copies from
+        the stores and its material from the issuer. The stores are what just
+        failed, so this may fail too; the version is revoked in the inventory
+        either way (verify refuses it), and ``keyops reconcile --repair``
+        removes copies left behind."""
+        for uri in snap.destinations:
+            try:
+                dest, store = self._stores.resolve(uri)
+                store.retire(dest, discarded.version_id)
+            except KeyOpsError as exc:
+                log.warning(
+                    "could not remove a discarded pending version from a store; reconcile --repair removes it",
+                    extra={"rotation_id": snap.rotation_id, "destination": uri, "error": exc.message},
+                )
+        try:
+            self.issuers.get(snap.issuer).discard(snap.issuer_ctx(), discarded.external_id)
+        except KeyOpsError as exc:
+            log.warning(
+                "could not discard the issuer's material of a discarded pending version",
+                extra={"rotation_id": snap.rotation_id, "error": exc.message},
+            )
 
     def roll_back(self, rotation_id: str, worker_id: str, why: str) -> None:
         """Undo a rotation that was not activated: its pending version leaves

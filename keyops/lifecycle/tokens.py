@@ -20,26 +20,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
+from keyops.domain.scopes import parse_scopes
 from keyops.errors import DuplicateNameError, InvalidInputError, InvalidStateError, NotFoundError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 
 TOKEN_PREFIX = "kopt_"  # noqa: S105 (a label, not a secret)
 NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
-SCOPE_RE = re.compile(r"(verify|usage|admin|alerts:(?:\*|[a-z][a-z0-9_-]{0,31}))")
-
-
-def parse_scopes(text: str | list[str]) -> list[str]:
-    items = text.split(",") if isinstance(text, str) else text
-    scopes = sorted({s.strip() for s in items if s.strip()})
-    if not scopes:
-        raise InvalidInputError("--scopes is empty: give verify, usage, alerts:<source> or admin, comma-separated")
-    for scope in scopes:
-        if not SCOPE_RE.fullmatch(scope):
-            raise InvalidInputError(
-                f"unknown scope {scope!r}: use verify, usage, alerts:<source> (alerts:* for all) or admin"
-            )
-    return scopes
 
 
 def hash_token(token: str) -> str:

@@ -33,19 +33,34 @@ EVENT_TYPES = (
     "key.resumed",
     "key.expired",
     "rotation.failed",
+    "case.opened",
+    "case.escalated",
     "finding.created",
 )
+
+#: Types a sink gets only when it lists them: one ``finding.created`` per
+#: detector judgement is an evidence feed for machines (a SIEM), far too many
+#: for people, who hear about detection through ``case.*`` events.
+OPT_IN_TYPES = frozenset({"finding.created"})
 
 
 @dataclass(frozen=True)
 class Route:
-    """A sink and the event types it wants (empty = every type)."""
+    """A sink and the event types it wants (empty = every type but the opt-in ones)."""
 
     sink: str
     events: frozenset[str] = frozenset()
 
     def wants(self, event_type: str) -> bool:
-        return not self.events or event_type in self.events
+        if not self.events:
+            return event_type not in OPT_IN_TYPES
+        return event_type in self.events
+
+
+def anyone_wants(session: Session, event_type: str) -> bool:
+    """Whether any configured sink subscribes to ``event_type`` (an event
+    nobody receives is not written at all)."""
+    return any(route.wants(event_type) for route in routes_of(session))
 
 
 def install_routes(sessions: sessionmaker[Session], routes: Sequence[Route]) -> None:

@@ -17,7 +17,25 @@ _ICONS = {
     "key.expired": ":hourglass:",
     "rotation.failed": ":warning:",
     "finding.created": ":mag:",
+    "case.opened": ":rotating_light:",
+    "case.escalated": ":arrow_double_up:",
 }
+
+
+def _case_text(icon: str, event_type: str, payload: Mapping[str, Any]) -> str:
+    """A case notice: who, how bad, what was decided, and the case id to look up."""
+    if payload.get("key_name") or payload.get("key_id"):
+        subject = f"*{escape(payload.get('key_name') or payload.get('key_id'))}*"
+    else:
+        members = payload.get("members") or 0
+        subject = f"cluster {escape(str(payload.get('cluster_id') or '?')[:8])} ({escape(members)} keys)"
+    severity = escape(payload.get("severity", ""))
+    verb = "opened" if event_type == "case.opened" else f"escalated to {severity}"
+    head = f"{severity} case {verb} on {subject}" if event_type == "case.opened" else f"case on {subject} {verb}"
+    action = str(payload.get("action") or "none")
+    decided = "" if action == "none" else f"; decision: {escape(action)} ({escape(payload.get('enforcement', ''))})"
+    case_id = escape(payload.get("case_id", ""))
+    return f"{icon} {head}: {escape(payload.get('summary', ''))}{decided} — keyops cases show {case_id}"
 
 
 def escape(value: Any) -> str:
@@ -53,6 +71,8 @@ def render(event_type: str, payload: Mapping[str, Any]) -> str:
         error = payload.get("error")
         detail = f": {escape(error)}" if error else ""
         return f"{icon} rotation of *{name}* failed{detail}; the current key stays valid{suffix}"
+    if event_type in ("case.opened", "case.escalated"):
+        return _case_text(icon, event_type, payload)
     if event_type == "finding.created":
         detector = escape(payload.get("detector", "a detector"))
         severity = escape(payload.get("severity", ""))

@@ -25,6 +25,7 @@ TOOLS = {
     "dashboard": "promtool",
     "docs": None,
     "aws": None,
+    "pins": None,
 }
 
 
@@ -58,6 +59,9 @@ def scratch(tmp_path: Path) -> Path:
     root.mkdir()
     shutil.copytree(ROOT / "deploy", root / "deploy", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / ".dockerignore", root / ".dockerignore")
+    shutil.copy2(ROOT / "constraints.txt", root / "constraints.txt")
+    (root / ".ci").mkdir()
+    shutil.copy2(ROOT / ".ci" / "run", root / ".ci" / "run")
     for name in ("keyops", "migrations", "config", "pyproject.toml", "README.md"):
         (root / name).symlink_to(ROOT / name)
     return root
@@ -193,6 +197,24 @@ BATCHES = [
                 "",
                 "keyops calls secretsmanager:TagResource",
             ),
+        ],
+    ),
+    (
+        "pins",
+        "pins",
+        [
+            ("constraints.txt", "starlette==", "starlette-old==", "does not pin runtime dependency starlette"),
+            ("constraints.txt", "orjson==", "orjson>=", "'orjson>="),
+            ("constraints.txt", "\nalembic==", "\nalembic==0.9.0\n# was ", "pins alembic==0.9.0, outside"),
+            (
+                "deploy/Dockerfile",
+                "RUN sh /usr/local/bin/keyops-install",
+                "RUN CONSTRAINTS=/src/other.txt sh /usr/local/bin/keyops-install",
+                "overrides CONSTRAINTS",
+            ),
+            ("deploy/Dockerfile", "README.md constraints.txt ./", "README.md ./", "does not COPY constraints.txt"),
+            ("deploy/install.sh", '--constraint "$constraints" ', "", "install.sh: its pip install does not use"),
+            (".ci/run", "-c constraints.txt ", "", ".ci/run: the test environment is not installed"),
         ],
     ),
     (

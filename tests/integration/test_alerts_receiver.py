@@ -126,7 +126,8 @@ def test_standard_delivery_suspends_and_replay_is_refused(alert_app: App) -> Non
     assert outcome.body["keys"][0]["result"] == "suspended"
     assert key_state(alert_app, key_id) == "suspended"
     assert ("key.suspended", "alert:standard") in audit_actions(alert_app)
-    assert outbox_types(alert_app) == ["finding.created", "key.suspended"]
+    # people hear about the alert through the key's case, not a per-finding event
+    assert outbox_types(alert_app) == ["case.opened", "key.suspended"]
     [row] = inbound(alert_app)
     assert (row.source, row.delivery_id, row.verdict, row.action) == (
         "standard",
@@ -472,7 +473,11 @@ def test_a_report_of_a_retired_version_is_recorded_never_rotated(alert_app: App,
         ).scalar_one()
     assert finding.action == "notify" and finding.evidence["reported_versions"][0]["number"] == 1
     assert event.details["action"] == "notify" and "v1 is" in event.details["rule"]
-    assert "finding.created" in outbox_types(alert_app)
+    assert "case.opened" in outbox_types(alert_app) and "finding.created" not in outbox_types(alert_app)
+    with alert_app.sessions() as session:
+        case = session.execute(select(models.Case)).scalar_one()
+        assert case.key_id == key_id and case.finding_count == 1
+        assert session.get(models.Finding, finding.id).case_id == case.id
     # the current version is still acted on as before
     current = alert_app.keys.show(key_id).versions[-1]
     assert current.state == "current"
@@ -531,3 +536,28 @@ def test_an_unknown_requested_action_is_refused_and_nothing_is_stored(alert_app:
     )
     assert am.status == 400 and am.body["error"] == "unknown_action"
     assert snapshot(alert_app) == before
+
+
+def test_alerts_about_one_key_gather_in_its_case_and_repeat_no_message(alert_app: App) -> None:
+    key_id, _ = issue(alert_app)
+
+    def send(severity: str, action: str) -> None:
+        headers, body = vendors.standard_delivery(
+            {"key_id": key_id, "severity": severity, "action": action, "reason": "odd traffic"}
+        )
+        assert alert_app.alerts.receive("standard", headers, body).status == 200
+
+    send("high", "notify")
+    send("high", "notify")  # the same news again: recorded in the case, nobody told twice
+    send("medium", "notify")
+    assert [t for t in outbox_types(alert_app) if t.startswith("case.")] == ["case.opened"]
+    send("high", "suspend")  # a stronger decision is news
+    send("critical", "notify")  # so is a higher severity
+    assert [t for t in outbox_types(alert_app) if t.startswith("case.")] == [
+        "case.opened",
+        "case.escalated",
+        "case.escalated",
+    ]
+    with alert_app.sessions() as session:
+        [case] = session.execute(select(models.Case)).scalars().all()
+        assert (case.key_id, case.finding_count, case.severity, case.action) == (key_id, 5, "critical", "suspend")

@@ -182,12 +182,19 @@ def test_usage_intake(app: App, client: TestClient, token: str) -> None:
     assert answer.status_code == 202, answer.text
     doc = answer.json()
     assert doc["accepted"] == 3
-    assert [r["index"] for r in doc["rejected"]] == [3, 4, 5, 6, 7]
+    assert [(r["index"], r["reason"]) for r in doc["rejected"]] == [
+        (3, "invalid"), (4, "invalid"), (5, "unknown_key"), (6, "unknown_key"), (7, "invalid"),
+    ]  # fmt: skip
     assert all(r["error"] for r in doc["rejected"])
+    assert doc["detection"] == {"accepted": 3, "rejected": []}
     ndjson = b"\n".join(orjson.dumps({"ts": now, "key_id": key_id, "input_tokens": 5}) for _ in range(4)) + b"\n{oops\n"
     answer = client.post("/v1/usage", content=ndjson, headers={**auth(token), "Content-Type": "application/x-ndjson"})
     assert answer.status_code == 202
-    assert answer.json() == {"accepted": 4, "rejected": [{"index": 4, "error": "line 5 is not valid JSON"}]}
+    assert answer.json() == {
+        "accepted": 4,
+        "rejected": [{"index": 4, "reason": "invalid", "error": "line 5 is not valid JSON"}],
+        "detection": {"accepted": 4, "rejected": []},
+    }
     with app.sessions() as session:
         requests, errors, tokens_in = session.execute(
             select(
@@ -226,7 +233,8 @@ def test_operations_endpoints(app: App, client: TestClient, token: str) -> None:
     for name in (
         "keyops_keys", "keyops_rotations_total", "keyops_verify_total", "keyops_alerts_total",
         "keyops_webhook_signature_failures_total", "keyops_job_duration_seconds", "keyops_job_failures_total",
-        "keyops_usage_events_total", "keyops_keys_overdue", "keyops_rotations_stuck", "keyops_findings_total",
+        "keyops_usage_events_total", "keyops_usage_events_rejected_total",
+        "keyops_keys_overdue", "keyops_rotations_stuck", "keyops_findings_total",
         "keyops_verify_cache_keys", "keyops_http_requests_total",
     ):  # fmt: skip
         assert f"# TYPE {name} " in text, name

@@ -17,6 +17,7 @@ from keyops.api.app import create_app
 from keyops.api.openapi import DOCUMENT
 from keyops.bootstrap import App, build
 from keyops.config import load_settings
+from keyops.detect.refusals import REASONS
 from keyops.lifecycle.tokens import TokenService
 from tests.support.databases import sqlite_url
 
@@ -93,7 +94,8 @@ def test_usage_never_500(served: tuple[TestClient, dict[str, str]], body: bytes)
     assert answer.status_code in (202, 400), answer.text
     if answer.status_code == 202:
         doc = answer.json()
-        assert set(doc) == {"accepted", "rejected"}
+        assert set(doc) == {"accepted", "rejected", "detection"}
+        assert all(r["reason"] in REASONS for r in doc["rejected"] + doc["detection"]["rejected"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -75,13 +75,14 @@ def test_reordered_events_are_detected(app: App) -> None:
 
 
 def test_inserted_event_is_detected(app: App) -> None:
-    """A careful forger: shifts later events up, inserts a self-consistent
-    event after event 2 and relinks the next event to it. The relinked event's
-    own hash no longer matches, so the chain breaks right after the insert."""
+    """A careful forger: shifts later events up, inserts an event after
+    event 2 that copies the chain's key fingerprint, and relinks the next event
+    to it. Without the audit key they can only give it a plain hash, so the
+    chain breaks at the inserted event itself."""
     _events(app)
     with app.sessions.begin() as session:
         second = session.execute(select(AuditEvent).where(AuditEvent.seq == 2)).scalar_one()
-        prev, at = second.hash, second.at
+        prev, at, key_id = second.hash, second.at, second.seal_key_id
         session.expunge_all()
         for seq in range(6, 2, -1):
             session.execute(text("UPDATE audit_events SET seq = :new WHERE seq = :old"), {"new": seq + 1, "old": seq})
@@ -109,15 +110,18 @@ def test_inserted_event_is_detected(app: App) -> None:
                 details={},
                 prev_hash=prev,
                 hash=forged_hash,
+                hash_alg=audit.ALG_HMAC,
+                seal_key_id=key_id,
             )
         )
         session.execute(text("UPDATE audit_head SET seq = 7"))
     result = _verify(app)
-    assert not result.ok and result.first_bad_seq == 4, result.problems
+    assert not result.ok and result.first_bad_seq == 3, result.problems
+    assert "event 3" in result.problems[0] and "edited" in result.problems[0]
 
 
-def _append_many(url: str, count: int, worker: int) -> None:
-    application = build(load_settings(env={"KEYOPS_DATABASE_URL": url, "KEYOPS_LOG_LEVEL": "WARNING"}))
+def _append_many(env: dict[str, str], count: int, worker: int) -> None:
+    application = build(load_settings(env=env))
     try:
         for i in range(count):
             with application.sessions.begin() as session:
@@ -126,9 +130,9 @@ def _append_many(url: str, count: int, worker: int) -> None:
         application.close()
 
 
-def test_concurrent_appends_from_four_processes_leave_one_chain(app: App, db_url: str) -> None:
+def test_concurrent_appends_from_four_processes_leave_one_chain(app: App, env: dict[str, str]) -> None:
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_append_many, args=(db_url, 25, w)) for w in range(4)]
+    procs = [ctx.Process(target=_append_many, args=(env, 25, w)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:

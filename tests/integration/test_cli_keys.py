@@ -62,7 +62,18 @@ def test_walkthrough_issue_list_show_suspend_resume_revoke_verify(cli: Any) -> N
     assert [v["state"] for v in shown["versions"]] == ["revoked"]
 
     verify = json.loads(ok(cli("audit", "verify", "--json")).stdout)
-    assert verify == {"ok": True, "events": 4, "problems": [], "first_bad_seq": None}
+    head = verify.pop("head")
+    assert verify == {
+        "ok": True,
+        "events": 4,
+        "sealed_events": 4,
+        "legacy_events": 0,
+        "problems": [],
+        "first_bad_seq": None,
+        "expected_head": None,
+        "expected_head_problem": None,
+    }
+    assert head["seq"] == 4 and f"{head['seq']}:{head['hash']}" == ok(cli("audit", "head")).stdout.strip()
     events = json.loads(ok(cli("audit", "list", "--json")).stdout)
     assert [e["action"] for e in events] == ["key.issued", "key.suspended", "key.resumed", "key.revoked"]
     assert events[1]["reason"] == "investigating"

@@ -21,10 +21,10 @@ from keyops.scheduler import Jobs, Scheduler
 
 
 def test_tokens_cli_round_trip(cli: Any, app: App) -> None:
-    created = cli("tokens", "create", "gateway-eu", "--scopes", "verify,usage,alerts:github", "--json")
+    created = cli("tokens", "create", "gateway-eu", "--scopes", "verify,usage,alerts:alertmanager", "--json")
     assert created.code == 0, created.stderr
     doc = json.loads(created.stdout)
-    assert doc["name"] == "gateway-eu" and doc["scopes"] == ["alerts:github", "usage", "verify"]
+    assert doc["name"] == "gateway-eu" and doc["scopes"] == ["alerts:alertmanager", "usage", "verify"]
     with app.sessions() as session:
         row = session.execute(select(models.ApiToken)).scalar_one()
         assert row.token_hash == hash_token(doc["token"]) and doc["token"] not in row.display_prefix

@@ -50,7 +50,14 @@ def test_vault_variables_are_defaults() -> None:
         ("[keys]\nprefix = 'Bad-Prefix'\n", {}, "keys.prefix"),
         ("", {"KEYOPS_DATABASE_AUTO_MIGRATE": "perhaps"}, "KEYOPS_DATABASE_AUTO_MIGRATE"),
         ("[log]\nlevel = 'LOUD'\n", {}, "log.level"),
+        ("[detection]\nmax_buffered = 5\n", {}, "detection.max_buffered"),
+        ("", {"KEYOPS_DETECTION_MAX_BUFFERED": "lots"}, "KEYOPS_DETECTION_MAX_BUFFERED"),
         ("not toml at all = = =", {}, "not valid TOML"),
+        ("[redis]\ntimeout_ms = 0\n", {}, "redis.timeout_ms"),
+        ("", {"KEYOPS_REDIS_TIMEOUT_MS": "fast"}, "KEYOPS_REDIS_TIMEOUT_MS"),
+        ("[redis]\nbreaker_failures = 0\n", {}, "redis.breaker_failures"),
+        ("[redis]\nbreaker_cooldown = 'soon'\n", {}, "redis.breaker_cooldown"),
+        ("[redis]\nbreaker_cooldown = '0'\n", {}, "redis.breaker_cooldown"),
     ],
 )
 def test_bad_settings_give_one_line_naming_the_setting(
@@ -62,6 +69,13 @@ def test_bad_settings_give_one_line_naming_the_setting(
         load_settings(str(path), env=env)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_redis_resilience_defaults_and_overrides() -> None:
+    redis = load_settings(env={}).redis
+    assert (redis.timeout_ms, redis.breaker_failures, redis.breaker_cooldown) == (250, 3, "5s")
+    redis = load_settings(env={"KEYOPS_REDIS_TIMEOUT_MS": "100", "KEYOPS_REDIS_BREAKER_COOLDOWN": "1m"}).redis
+    assert (redis.timeout_ms, redis.breaker_cooldown) == (100, "1m")
 
 
 def test_missing_explicit_config_file(tmp_path: Path) -> None:

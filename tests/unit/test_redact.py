@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -70,3 +71,27 @@ def test_log_extras_and_tracebacks_are_redacted_in_both_formats() -> None:
         out = stream.getvalue()
         assert "failed" in out
         assert keyformat.secret_part(key) not in out, fmt
+
+
+def test_other_libraries_and_thread_crashes_are_logged_redacted_in_the_chosen_format() -> None:
+    key = keyformat.generate().plaintext
+    for fmt in ("json", "text"):
+        stream = io.StringIO()
+        logs.configure("DEBUG", fmt, stream)
+        logging.getLogger("asyncio").error("Task exception was never retrieved: %s", key)
+        logging.getLogger("httpx").info("HTTP Request: POST https://hooks.slack.com/services/T0/B0/not-for-logs")
+
+        def crash() -> None:
+            raise RuntimeError(f"worker died holding {key}")
+
+        thread = threading.Thread(target=crash, name="crasher")
+        thread.start()
+        thread.join()
+        lines = stream.getvalue().splitlines()
+        out = "\n".join(lines)
+        assert "Task exception was never retrieved" in out and "uncaught exception in thread crasher" in out, out
+        assert "RuntimeError" in out
+        assert keyformat.secret_part(key) not in out, fmt
+        assert "not-for-logs" not in out  # other libraries' INFO lines are not taken
+        if fmt == "json":
+            assert all(line.startswith("{") for line in lines), out

@@ -67,6 +67,17 @@ rules = ["github -> revoke", "* -> notify"]
         ),
         ({"KEYOPS_NOTIFY_SLACK_WEBHOOK_URL": "hooks.slack.com"}, "notify.slack.webhook_url"),
         ({"KEYOPS_NOTIFY_BACKOFF_MAX": "forever"}, "notify.backoff_max"),
+        (
+            {"KEYOPS_ALERTS_ALERTMANAGER_REQUIRE_TOKEN": "true", "KEYOPS_ALERTS_ALERTMANAGER_BEARER_TOKEN": "t"},
+            "alerts.alertmanager.require_token",
+        ),
+        (
+            {"KEYOPS_ALERTS_GRAFANA_REQUIRE_TOKEN": "true", "KEYOPS_ALERTS_GRAFANA_BASIC_USERNAME": "u"},
+            "alerts.grafana.require_token",
+        ),
+        ({"KEYOPS_ALERTS_STANDARD_REQUIRE_TOKEN": "maybe"}, "alerts.standard.require_token"),
+        ({"KEYOPS_ALERTS_SNS_SIGNATURE_VERSIONS": "3"}, "alerts.sns.signature_versions"),
+        ({"KEYOPS_ALERTS_SNS_SIGNATURE_VERSIONS": ""}, "alerts.sns.signature_versions"),
     ],
 )
 def test_mistakes_name_the_setting(env: dict[str, str], named: str) -> None:
@@ -79,3 +90,19 @@ def test_unknown_sink_field_is_refused(tmp_path: Path) -> None:
     path.write_text('[notify.webhooks.ops]\nurl = "https://x"\nsecret = "' + SECRET + '"\nsigning = "x"\n')
     with pytest.raises(ConfigError, match=r"notify\.webhooks\.ops\.signing"):
         load_settings(str(path), env={})
+
+
+def test_a_required_token_is_the_credential_of_a_bearer_only_source() -> None:
+    env = {"KEYOPS_ALERTS_ALERTMANAGER_ENABLED": "true", "KEYOPS_ALERTS_ALERTMANAGER_REQUIRE_TOKEN": "true"}
+    assert load_settings(env=env).alerts.alertmanager.require_token
+    settings = load_settings(env={"KEYOPS_ALERTS_SNS_SIGNATURE_VERSIONS": "2"})
+    assert settings.alerts.sns.signature_versions == ["2"]
+    assert load_settings(env={}).alerts.sns.signature_versions == ["1", "2"]
+
+
+def test_sources_that_cannot_carry_a_token_have_no_such_setting(tmp_path: Path) -> None:
+    path = tmp_path / "keyops.toml"
+    for source in ("sns", "github"):
+        path.write_text(f"[alerts.{source}]\nrequire_token = true\n")
+        with pytest.raises(ConfigError, match=rf"unknown setting alerts\.{source}\.require_token"):
+            load_settings(str(path), env={})
