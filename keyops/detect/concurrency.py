@@ -16,5 +16,8 @@ def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
     return Signal(
         strength,
         f"{st.peak_inflight} requests in flight at once (limit {cfg.concurrency})",
-        {"peak_in_flight": st.peak_inflight, "limit": cfg.concurrency},
+        {
+            "observed": {"peak_in_flight": st.peak_inflight},
+            "thresholds": {"concurrency": cfg.concurrency, "limit_factor": cfg.concurrency_factor},
+        },
     )

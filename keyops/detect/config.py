@@ -41,7 +41,8 @@ class DetectorConfig:
     tokens_per_day: int
     max_ratio: float
     allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    ladder: tuple[str, str, str, str, str]  # action per level 0..4
+    ladder: tuple[str, str, str, str, str]  # action per extraction severity 0..4
+    leak_action: str  # the answer to a leaked key (someone else holds it)
     volume: bool
     volume_z: float
     volume_factor: float
@@ -77,6 +78,7 @@ class DetectorConfig:
             max_ratio=lim.max_output_input_ratio,
             allowed=tuple(ipaddress.ip_network(n, strict=False) for n in profile.allowed_networks),
             ladder=(ladder[0], ladder[1], ladder[2], ladder[3], ladder[4]),
+            leak_action=profile.ladder.get("leak", "none"),
             volume=enabled(profile, "volume"),
             volume_z=float(_setting(profile, "volume", "baseline_z")),
             volume_factor=float(_setting(profile, "volume", "limit_factor")),

@@ -8,9 +8,14 @@ each skeleton group joins keys that also share a (network, client) pair.
 A connected group of at least ``min_keys`` keys with at least ``min_owners``
 owners is a cluster.
 
+Operations that spread their keys over a residential proxy pool share no
+network at all; what they share instead is the way they arrive: each of
+their requests comes from a different network. Keys of one skeleton group
+that all arrive that way, with clients in common, are joined too.
+
 A popular system prompt used by many unrelated owners shares the skeleton but
-not the networks and clients, so it never forms a cluster: the decision
-rests on templates *and* infrastructure together.
+not the networks, nor a changing origin, so it never forms a cluster: the
+decision rests on templates *and* infrastructure together.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from operator import attrgetter
 
 from keyops.detect.state import KeyState
 
+PROXY = "(changing networks)"
 MIN_SKELETON_COUNT = 3  # a skeleton must recur in a key's traffic to count
 ACTIVE_WITHIN = 86400.0
 _key_id = attrgetter("meta.key_id")
@@ -37,12 +43,23 @@ class Cluster:
     owners: list[str]
     networks: list[str]
     clients: list[str]
+    proxied: int = 0  # members reached through changing networks
 
 
 def cluster_id(skeleton: int, first_seen: float) -> str:
     """Deterministic id: the same events give the same cluster id in every run."""
     digest = hashlib.sha256(f"cluster:{skeleton}:{first_seen:.3f}".encode()).digest()
     return str(uuid.UUID(bytes=digest[:16], version=5))
+
+
+def _links(st: KeyState) -> list[tuple[str, str]]:
+    """What joins a key to others of its skeleton group: its (network,
+    client) pairs, and, for a key whose requests keep changing network (a
+    residential proxy pool), its clients behind that changing origin."""
+    pairs = st.infra_pairs()
+    if st.proxy_like:
+        return [*pairs, *((PROXY, ua) for ua in st.uas)]
+    return pairs
 
 
 def _find(parent: list[int], i: int) -> int:
@@ -76,7 +93,7 @@ def find_clusters(states: Iterable[KeyState], now: float) -> list[Cluster]:
         if len(group) < min_keys:
             continue
         group.sort(key=_key_id)
-        combos_of = [st.infra_pairs() for st in group]
+        combos_of = [_links(st) for st in group]
         shared = {c for c, n in Counter(chain.from_iterable(combos_of)).items() if n > 1}
         parent = list(range(len(group)))
         linked: list[int] = []  # keys with a shared pair; the others are alone
@@ -111,8 +128,9 @@ def find_clusters(states: Iterable[KeyState], now: float) -> list[Cluster]:
                     skeleton=skel,
                     members=members,
                     owners=owners,
-                    networks=sorted({c[0] for c in pairs})[:8],
+                    networks=sorted({c[0] for c in pairs if c[0] != PROXY})[:8],
                     clients=sorted({c[1] for c in pairs})[:4],
+                    proxied=sum(1 for m in members if m.proxy_like),
                 )
             )
     return clusters

@@ -27,8 +27,10 @@ lifecycle layer persists and applies them.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections import deque
+import uuid
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from heapq import heappop, heappush
@@ -37,7 +39,16 @@ from keyops.detect import buffer, concurrency, coordinated, harvesting, network,
 from keyops.detect.config import COORDINATION_EVERY, HALF_LIFE, WINDOW, DetectorConfig
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import ACTION_RANK, SEVERITY_NAMES, ActionRecord, CaseNotice, FindingRecord, KeyMeta, iso
-from keyops.detect.policy import MIN_FINDING_LEVEL, combine, level
+from keyops.detect.policy import (
+    LEARNING_CAPPED,
+    LEARNING_EVIDENCE_CAP,
+    MIN_FINDING_LEVEL,
+    NOTIFY_LEVEL,
+    combine,
+    effective_levels,
+    is_leak,
+    level,
+)
 from keyops.detect.refusals import Refusal
 from keyops.detect.signal import Signal
 from keyops.detect.state import (
@@ -59,8 +70,16 @@ LIVE_WITHIN = 3600.0
 #: reaches "medium", a second consecutive round "critical". A cluster must
 #: persist for two rounds before its members are acted on.
 CLUSTER_SIGNAL = 4.5
+#: A case closes after a day without evidence; the next episode opens a new one.
+CASE_QUIET = 86400.0
 _LN2 = math.log(2.0)
 _Item = tuple[float, str, int, UsageEvent, KeyMeta, DetectorConfig]
+
+
+def case_id(subject: str, opened_at: float) -> str:
+    """Deterministic case id: the same events give the same case in every run."""
+    digest = hashlib.sha256(f"case:{subject}:{opened_at:.3f}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
 @dataclass
@@ -110,7 +129,9 @@ class Engine:
         self._next_window = -1
         self._next_coordination = -1
         self._next_housekeeping = -1
-        self._clusters: dict[int, tuple[str, set[str]]] = {}
+        self._clusters: dict[int, str] = {}  # template skeleton -> cluster id
+        self._seen: dict[str, set[str]] = {}  # cluster id -> member key ids reported
+        self._announced: set[str] = set()
         self.processed = 0
         self.late = 0
 
@@ -308,9 +329,13 @@ class Engine:
                 st.peak_inflight = len(inflight)
         if net:
             if net != st.last_net:
+                if st.last_net:
+                    st.net_switch += 1
                 st.see_network(net, ip, ts)
             if st.last_net_novel:
                 st.novel_net += 1
+            else:
+                st.known_req += 1
             if st.last_net_outside:
                 st.outside += 1
         if ua:
@@ -376,8 +401,13 @@ class Engine:
             self._decay(st, at)
         elif at > st.evidence_ts:
             st.evidence_ts = at
+        factor = math.exp(-_LN2 * max(at - st.acc_ts, 0.0) / HALF_LIFE)
+        if st.net_switch or st.acc_switch:
+            st.accumulate_origin(factor)
+        else:
+            st.acc_req = st.acc_req * factor + st.n
         if st.prompts or st.acc_prompts:
-            st.accumulate(at, math.exp(-_LN2 * max(at - st.acc_ts, 0.0) / HALF_LIFE))
+            st.accumulate(at, factor)
         else:  # every accumulated count is bounded by acc_prompts: all are zero
             st.acc_ts = at
         vol_z = volume.jump(st)
@@ -391,28 +421,42 @@ class Engine:
             fired = self._signal(st, NETWORK, sig)
         if cfg.templated and st.prompts and (sig := templated.judge(st, cfg)) is not None:
             fired = self._signal(st, TEMPLATED, sig)
-        if cfg.reasoning and st.strong and (sig := reasoning.judge(st, cfg)) is not None:
+        if cfg.reasoning and st.prompts and (sig := reasoning.judge(st, cfg)) is not None:
             fired = self._signal(st, REASONING, sig)
         if cfg.harvesting and (sig := harvesting.judge(st, cfg, spend)) is not None:
             fired = self._signal(st, HARVESTING, sig)
-        volume.learn(st)
-        harvesting.learn(st)
+        # Baselines learn from every window while the key learns, and
+        # afterwards only from windows without an open finding on that
+        # detector: an episode under investigation never becomes normal.
+        open_ = st.reported
+        volume.learn(st, open_[VOLUME] > 0)
+        harvesting.learn(st, open_[HARVESTING] > 0)
         if st.prompts:
-            templated.learn(st)
-        if fired or st.acted or any(st.reported):
+            templated.learn(st, open_[TEMPLATED] > 0)
+            reasoning.learn(st, open_[REASONING] > 0)
+        if fired or st.acted or st.case_sev or any(st.reported):
             self._judge(st, at, out)
 
     @staticmethod
     def _signal(st: KeyState, d: int, sig: Signal) -> bool:
-        """Add one detector's signal for the window to the key's evidence."""
-        st.evidence[d] += sig.strength
+        """Add one detector's signal for the window to the key's evidence.
+
+        While a key learns, a character detector's evidence stays below
+        ``medium``: what it says is judged against a prior, and must not be
+        waiting, at full strength, for the day the key stops learning."""
+        if d in LEARNING_CAPPED and not st.learned:
+            st.evidence[d] = min(st.evidence[d] + sig.strength, LEARNING_EVIDENCE_CAP)
+        else:
+            st.evidence[d] = max(st.evidence[d] + sig.strength, sig.floor)
         st.details[d] = {"summary": sig.summary, **sig.evidence, "window_start": iso(st.win_start)}
         return True
 
     def _judge(self, st: KeyState, at: float, out: Output, cluster_id: str | None = None) -> None:
         levels = [level(e) for e in st.evidence]
+        learned = st.learned
+        shown = effective_levels(levels, learned)
         meta = st.meta
-        for d, lvl in enumerate(levels):
+        for d, lvl in enumerate(shown):
             if lvl > st.reported[d]:
                 if lvl >= MIN_FINDING_LEVEL:
                     detail = st.details.get(d, {})
@@ -432,44 +476,85 @@ class Engine:
                 st.reported[d] = lvl
             elif lvl == 0 and st.reported[d]:
                 st.reported[d] = 0  # quiet again: a later episode is reported again
-            if lvl == 0 and d in st.details:
+            if levels[d] == 0 and d in st.details:
                 del st.details[d]
-        severity = combine(levels)
-        action = st.cfg.ladder[severity]
+        severity = combine(levels, learned)
+        leak = is_leak(st.evidence[NETWORK])
+        if severity or leak:
+            st.case_last = at
+        elif st.case_sev and at - st.case_last >= CASE_QUIET:
+            st.case_sev = 0  # a day without evidence closes the case; the next episode opens another
+        if leak:
+            action = st.cfg.leak_action
+            decision = "leak"
+        else:
+            action = st.cfg.ladder[severity]
+            decision = "extraction"
         rank = ACTION_RANK[action]
-        if severity == 0 and st.acted == ACTION_RANK["notify"]:
-            st.acted = 0  # quiet again: the next episode notifies again
-        if rank <= st.acted or action == "none":
+        notify_sev = max(severity, NOTIFY_LEVEL if leak else 0)
+        # A cluster's members are announced by the cluster's own case, not one by one.
+        if st.cluster and notify_sev >= NOTIFY_LEVEL and not leak:
+            notify_sev = combine(levels, learned, without_cluster=True)
+        notice_due = notify_sev >= NOTIFY_LEVEL and notify_sev > st.case_sev
+        act_due = rank > st.acted and action not in ("none", "notify")
+        if not notice_due and not act_due:
             return
-        st.acted = rank
-        contributing = {DETECTORS[d]: SEVERITY_NAMES[lvl] for d, lvl in enumerate(levels) if lvl}
-        reason = f"{SEVERITY_NAMES[severity]} severity from " + ", ".join(
-            f"{name} ({sev})" for name, sev in contributing.items()
-        )
+        contributing = {DETECTORS[d]: SEVERITY_NAMES[lvl] for d, lvl in enumerate(shown) if lvl}
+        if leak:
+            reason = "leak: " + str(st.details.get(NETWORK, {}).get("summary", "a new origin beside the usual one"))
+        else:
+            reason = f"{SEVERITY_NAMES[severity]} severity from " + ", ".join(
+                f"{name} ({sev})" for name, sev in contributing.items()
+            )
         finding = FindingRecord(
             detector="combined",
             key_id=meta.key_id,
             key_name=meta.name,
-            severity=SEVERITY_NAMES[severity],
+            severity=SEVERITY_NAMES[max(severity, NOTIFY_LEVEL if leak else 0)],
             score=sum(st.evidence),
             at=at,
             summary=reason,
             evidence={
                 "profile": st.cfg.name,
+                "decision": decision,
+                "learning": not learned,
                 "levels": contributing,
                 "detectors": {DETECTORS[d]: st.details[d] for d in sorted(st.details)},
             },
             cluster_id=st.cluster,
-            action=action,
+            action=action if act_due else "none",
         )
         out.findings.append(finding)
+        if notice_due:
+            kind = "escalated" if st.case_sev else "opened"
+            if not st.case_sev:
+                st.case_id = case_id(f"key:{meta.key_id}", at)
+            st.case_sev = notify_sev
+            out.notifications.append(
+                CaseNotice(
+                    case_id=st.case_id,
+                    kind=kind,
+                    key_id=meta.key_id,
+                    key_name=meta.name,
+                    cluster_id=st.cluster,
+                    severity=SEVERITY_NAMES[notify_sev],
+                    at=at,
+                    summary=reason,
+                    action=action if act_due else "none",
+                    enforcement=st.cfg.enforcement,
+                    finding=finding,
+                )
+            )
+        if not act_due:
+            return
+        st.acted = rank
         out.actions.append(
             ActionRecord(
                 key_id=meta.key_id,
                 key_name=meta.name,
                 action=action,
                 at=at,
-                severity=SEVERITY_NAMES[severity],
+                severity=finding.severity,
                 reason=reason,
                 enforcement=st.cfg.enforcement,
                 finding=finding,
@@ -481,16 +566,53 @@ class Engine:
             st.evidence = [0.0] * len(st.evidence)
             st.reported = [0] * len(st.reported)
             st.details = {}
+            st.cusum = 0.0
 
     def _coordinate(self, now: float, out: Output) -> None:
         for cluster in coordinated.find_clusters(self.keys.values(), now):
             known = self._clusters.get(cluster.skeleton)
             if known is None:
-                cid = coordinated.cluster_id(cluster.skeleton, now)
-                seen: set[str] = set()
-                self._clusters[cluster.skeleton] = (cid, seen)
+                # One operation often runs several task templates: a template
+                # group whose keys mostly belong to a known cluster is that
+                # cluster, not a new one (one case, one id).
+                joined = Counter(m.cluster for m in cluster.members if m.cluster).most_common(1)
+                if joined and joined[0][1] * 2 >= len(cluster.members) and joined[0][0] in self._seen:
+                    cid = joined[0][0]
+                else:
+                    cid = coordinated.cluster_id(cluster.skeleton, now)
+                    self._seen[cid] = set()
+                self._clusters[cluster.skeleton] = cid
+                seen = self._seen[cid]
             else:
-                cid, seen = known
+                cid = known
+                seen = self._seen[cid]
+                if cid not in self._announced:
+                    # Found again a round later: confirmed. One case for the
+                    # whole cluster, not one per member.
+                    self._announced.add(cid)
+                    out.notifications.append(
+                        CaseNotice(
+                            case_id=case_id(f"cluster:{cid}", float(now)),
+                            kind="opened",
+                            key_id=None,
+                            key_name=None,
+                            cluster_id=cid,
+                            severity="critical",
+                            at=float(now),
+                            summary=(
+                                f"coordinated cluster confirmed: {len(cluster.members)} keys of "
+                                f"{len(cluster.owners)} owners share a prompt template"
+                                + (
+                                    " behind changing networks"
+                                    if cluster.proxied * 2 >= len(cluster.members)
+                                    else " and infrastructure"
+                                )
+                            ),
+                            action=cluster.members[0].cfg.ladder[4],
+                            enforcement=cluster.members[0].cfg.enforcement,
+                            members=len(cluster.members),
+                        )
+                    )
             ids = [m.meta.key_id for m in cluster.members]
             evidence = {
                 "members": len(ids),
@@ -499,6 +621,7 @@ class Engine:
                 "key_ids": ids[:200],
                 "shared_networks": cluster.networks,
                 "shared_clients": cluster.clients,
+                "members_behind_changing_networks": cluster.proxied,
                 "skeleton": cluster.skeleton,
                 "samples": sorted({s[1] for m in cluster.members[:20] for s in m.samples})[:3],
             }
@@ -516,8 +639,12 @@ class Engine:
                         score=float(len(ids)),
                         at=float(now),
                         summary=(
-                            f"{len(ids)} keys of {len(cluster.owners)} owners share a prompt template, "
-                            f"networks and clients"
+                            f"{len(ids)} keys of {len(cluster.owners)} owners share a prompt template and "
+                            + (
+                                "clients behind changing networks"
+                                if cluster.proxied * 2 >= len(cluster.members)
+                                else "networks and clients"
+                            )
                         ),
                         evidence={**evidence, "new_members": len(new_members)},
                         cluster_id=cid,

@@ -114,7 +114,7 @@ class ActionRecord:
     at: float
     severity: str
     reason: str
-    enforcement: str  # "enforce" | "monitor"
+    enforcement: str  # "enforce" | "monitor" | "shadow"
     finding: FindingRecord
     applied: bool = False
     outcome: str = ""

@@ -1,43 +1,97 @@
-"""Reasoning elicitation: the share of prompts built to make the model write
-out its internal reasoning (``keyops.detect.patterns.STRONG``), against the
-profile's normal, over the recent hours (decayed counts, half-life one
-hour, so a low-and-slow key is judged on hundreds of prompts). Requests for a worked, step-by-step answer
-(``patterns.WEAK``) are reported in the evidence but never count: a tutoring
-product's users ask for them all day."""
+"""Reasoning elicitation: prompts built to make the model write out its
+internal reasoning (``keyops.detect.patterns.STRONG``).
+
+Judged by a sequential test on the key's prompt stream (CUSUM, the textbook
+detector for a persistent shift in a rate): every prompt moves a score by
+its log-likelihood ratio between "the profile's normal share ``p0``" and
+"an extraction share ``p1``" (an elicitation prompt adds ``ln(p1/p0)``, any
+other prompt subtracts a little), floored at 0. The score counts prompts,
+not minutes: a low-and-slow key sending two prompts an hour, a quarter of
+them elicitation, is judged as surely as a busy one, only later; an
+ordinary key's occasional match drifts back to 0. One window moves the
+score by at most ``STEP_MAX``, so persistence in time is needed too. The score reaching
+``H`` is ``critical`` evidence (see ``keyops.detect.policy``: persistent
+elicitation may act alone).
+
+Requests for a worked, step-by-step answer (``patterns.WEAK``) are reported
+in the evidence but never count: a tutoring product's users ask for them all
+day. ``p0`` is the profile's share whatever the key's past: asking for the
+model's internal reasoning *as data* is the signal itself, so a key that has
+done it from its first day is not learned as normal. The key's own past
+share (prompt-weighted, from windows without an open reasoning finding) is
+kept as evidence, so an analyst sees whether this is a change of character.
+"""
 
 from __future__ import annotations
 
-from keyops.detect.config import DetectorConfig
-from keyops.detect.signal import Signal, clamp, excess_z
+import math
+
+from keyops.detect.config import LEVEL_THRESHOLDS, DetectorConfig
+from keyops.detect.signal import Signal
 from keyops.detect.state import KeyState
 
-Z_START = 2.0
-Z_FULL = 6.0
+#: The score at which the evidence is critical. For a key at exactly the
+#: profile's share the score is a random walk whose excursions reach ``H``
+#: about once in ``e**H`` prompts (the CUSUM's in-control run length):
+#: ``H = 12`` is one false alarm in more than 10**5 prompts even for a key
+#: that sits at the profile's full normal share all the time, which ordinary
+#: keys are far below. With p1 = 30%, a third of prompts eliciting reaches
+#: it after about 35 prompts. The threshold rests on the profile's stated
+#: normal share, not on any traffic generator.
+H = 12.0
+#: Persistence in time as well as in prompts: one window moves the score by
+#: at most this much, so a minute of a thousand elicitation prompts is not
+#: yet a verdict (critical needs at least four windows, 20 minutes, of them).
+STEP_MAX = H / 4.0
+MEMORY = 5000
+
+
+def shares(cfg: DetectorConfig) -> tuple[float, float]:
+    p0 = min(max(cfg.reasoning_expected, 0.001), 0.5)
+    return p0, min(0.95, max(0.3, 6.0 * p0))
+
+
+def learn(st: KeyState, under_review: bool) -> None:
+    """The key's own elicitation share, weighted by prompts (at most the
+    last ``MEMORY`` prompts count)."""
+    if not st.prompts or under_review:
+        return
+    n = min(st.strong_n, MEMORY)
+    st.base_strong = (st.base_strong * n + st.strong) / (n + st.prompts)
+    st.strong_n = n + st.prompts
 
 
 def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
+    p0, p1 = shares(cfg)
+    up = math.log(p1 / p0)
+    down = math.log((1.0 - p1) / (1.0 - p0))
+    score = st.cusum + min(st.strong * up + (st.prompts - st.strong) * down, STEP_MAX)
+    st.cusum = score = max(score, 0.0)
+    if not st.strong or score <= 0.0 or st.acc_prompts < cfg.reasoning_min:
+        return None
     m = st.acc_prompts
-    # The window itself must show the excess: counts from one earlier burst
-    # must not keep adding evidence window after window (hysteresis).
-    if m < cfg.reasoning_min or st.strong <= cfg.reasoning_expected * st.prompts:
-        return None
-    z = excess_z(st.acc_strong, m, cfg.reasoning_expected)
-    strength = clamp((z - Z_START) / (Z_FULL - Z_START))
-    if strength <= 0.0:
-        return None
     return Signal(
-        strength,
+        0.0,
         f"{st.acc_strong:.0f} of {m:.0f} recent prompts ask the model to write out its internal reasoning "
-        f"(profile expects {cfg.reasoning_expected:.0%})",
+        f"(profile expects {p0:.0%}; sequential score {score:.1f} of {H:g})",
         {
-            "prompts_in_window": st.prompts,
-            "elicitation_in_window": st.strong,
-            "step_by_step_in_window": st.weak,
-            "recent_prompts": round(m, 1),
-            "recent_elicitation_share": round(st.acc_strong / m, 3),
-            "recent_step_by_step_share": round(st.acc_weak / m, 3),
-            "expected_share": cfg.reasoning_expected,
-            "z": round(z, 2),
+            "baseline": {
+                "source": "profile",
+                "expected_share": p0,
+                "own_past_elicitation_share": round(st.base_strong, 3),
+                "own_past_prompts": st.strong_n,
+            },
+            "observed": {
+                "prompts_in_window": st.prompts,
+                "elicitation_in_window": st.strong,
+                "step_by_step_in_window": st.weak,
+                "recent_prompts": round(m, 1),
+                "recent_elicitation_share": round(st.acc_strong / m, 3),
+                "recent_step_by_step_share": round(st.acc_weak / m, 3),
+                "sequential_score": round(score, 2),
+            },
+            "thresholds": {"expected_share": p0, "extraction_share": round(p1, 3), "critical_score": H},
             "samples": [s[1] for s in st.samples if s[0] == "reasoning"],
         },
+        floor=score / H * LEVEL_THRESHOLDS[3],
     )

@@ -16,6 +16,9 @@ class Signal:
     strength: float
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: A detector with its own sequential statistic (reasoning's CUSUM)
+    #: states the evidence it supports: the key's evidence is at least this.
+    floor: float = 0.0
 
 
 def clamp(value: float, low: float = 0.0, high: float = 1.0) -> float:

@@ -44,8 +44,10 @@ class KeyState:
     __slots__ = (
         "acc_dup",
         "acc_prompts",
+        "acc_req",
         "acc_skel",
         "acc_strong",
+        "acc_switch",
         "acc_ts",
         "acc_weak",
         "acted",
@@ -53,8 +55,13 @@ class KeyState:
         "base_dup",
         "base_n",
         "base_skel",
+        "base_strong",
+        "case_id",
+        "case_last",
+        "case_sev",
         "cfg",
         "cluster",
+        "cusum",
         "day",
         "day_tokens",
         "details",
@@ -64,6 +71,7 @@ class KeyState:
         "evidence_ts",
         "first_ts",
         "inflight",
+        "known_req",
         "last_net",
         "last_net_novel",
         "last_net_outside",
@@ -74,6 +82,7 @@ class KeyState:
         "minute",
         "minute_count",
         "n",
+        "net_switch",
         "nets",
         "novel_net",
         "novel_ua",
@@ -85,6 +94,9 @@ class KeyState:
         "peak_inflight",
         "peak_minute",
         "prompts",
+        "rat_mu",
+        "rat_n",
+        "rat_var",
         "reported",
         "ring_pos",
         "samples",
@@ -92,6 +104,7 @@ class KeyState:
         "skel_ring",
         "skeletons",
         "strong",
+        "strong_n",
         "tok_in",
         "tok_out",
         "uas",
@@ -146,6 +159,23 @@ class KeyState:
         self.details: dict[int, dict[str, Any]] = {}
         self.acted = 0
         self.cluster: str | None = None
+        # The key's own output/input ratio (log) and elicitation share,
+        # learned from windows without an open finding on that detector.
+        self.rat_mu = 0.0
+        self.rat_var = 0.0
+        self.rat_n = 0
+        self.base_strong = 0.0
+        self.cusum = 0.0  # reasoning elicitation's sequential test (see reasoning.py)
+        self.strong_n = 0
+        # How often consecutive requests change network (decayed): a key
+        # reached through a residential proxy pool changes at nearly every
+        # request, a product's backend almost never.
+        self.acc_req = 0.0
+        self.acc_switch = 0.0
+        # The open case (severity 0 = none), for notices people can keep up with.
+        self.case_sev = 0
+        self.case_id = ""
+        self.case_last = 0.0
 
     def reset_window(self, start: int) -> None:
         self.win_start = start
@@ -165,6 +195,8 @@ class KeyState:
         self.novel_net = 0
         self.novel_ua = 0
         self.outside = 0
+        self.net_switch = 0
+        self.known_req = 0
         if self.samples:
             self.samples = []
 
@@ -185,6 +217,16 @@ class KeyState:
         self.acc_strong = self.acc_strong * factor + self.strong
         self.acc_weak = self.acc_weak * factor + self.weak
         self.acc_ts = at
+
+    def accumulate_origin(self, factor: float) -> None:
+        """Fold the window's network changes into decayed running counts."""
+        self.acc_req = self.acc_req * factor + self.n
+        self.acc_switch = self.acc_switch * factor + self.net_switch
+
+    @property
+    def proxy_like(self) -> bool:
+        """Most requests arrive from a different network than the one before."""
+        return self.acc_req >= 6.0 and self.acc_switch >= 0.5 * self.acc_req
 
     @property
     def learned(self) -> bool:

@@ -3,9 +3,11 @@ against the profile's budget, and the window's request count against the
 key's own learned baseline.
 
 The baseline is a running mean/variance of ``log1p(requests per window)``
-over active windows: exact during the learning period, then slowly
-weighted (a day of steady growth moves it; one burst does not, because the
-update is clipped at mean + 3 sd). A z-score above ``baseline_z`` counts.
+over active windows: exact during the learning period, then exponentially
+weighted, so steady growth (up to doubling a day) is followed while a burst
+is not learned: after learning, windows with an open volume finding do not
+update it, and the others are clipped at mean + 3 sd. Volume is one axis
+(load): alone it never acts, whatever the burst.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from keyops.detect.state import KeyState
 
 MIN_BASELINE_WINDOWS = 12
 MIN_SD = 0.35
+#: Weight of a new window once the baseline is established: about a day and
+#: a half of memory at one active window in five minutes.
+FLOOR = 0.02
 
 
 def judge(st: KeyState, cfg: DetectorConfig, z: float) -> Signal | None:
@@ -36,6 +41,7 @@ def judge(st: KeyState, cfg: DetectorConfig, z: float) -> Signal | None:
     if strength <= 0.0:
         return None
     baseline = math.expm1(st.vol_mu)
+    spread = max(math.sqrt(st.vol_var), MIN_SD)
     parts = []
     if s_limit:
         parts.append(f"{st.peak_minute} requests in a minute (limit {cfg.rpm})")
@@ -47,13 +53,25 @@ def judge(st: KeyState, cfg: DetectorConfig, z: float) -> Signal | None:
         strength,
         "; ".join(parts),
         {
-            "requests_in_window": st.n,
-            "peak_requests_per_minute": st.peak_minute,
-            "limit_requests_per_minute": cfg.rpm,
-            "tokens_today": st.day_tokens,
-            "tokens_per_day": cfg.tokens_per_day,
-            "baseline_requests_per_window": round(baseline, 2),
-            "baseline_z": round(z, 2),
+            "baseline": {
+                "requests_per_window": round(baseline, 2),
+                "typical_range": [
+                    round(math.expm1(max(st.vol_mu - 2 * spread, 0.0)), 1),
+                    round(math.expm1(st.vol_mu + 2 * spread), 1),
+                ],
+                "windows_learned": st.vol_n,
+            },
+            "observed": {
+                "requests_in_window": st.n,
+                "peak_requests_per_minute": st.peak_minute,
+                "tokens_today": st.day_tokens,
+                "z": round(z, 2),
+            },
+            "thresholds": {
+                "requests_per_minute": cfg.rpm,
+                "tokens_per_day": cfg.tokens_per_day,
+                "baseline_z": cfg.volume_z,
+            },
         },
     )
 
@@ -65,8 +83,10 @@ def jump(st: KeyState) -> float:
     return robust_z(math.log1p(st.n), st.vol_mu, st.vol_var, MIN_SD)
 
 
-def learn(st: KeyState) -> None:
+def learn(st: KeyState, under_review: bool) -> None:
+    if under_review and st.learned:
+        return
     x = math.log1p(st.n)
     if st.vol_n >= MIN_BASELINE_WINDOWS:
         x = min(x, st.vol_mu + 3.0 * max(math.sqrt(st.vol_var), MIN_SD))
-    st.vol_mu, st.vol_var, st.vol_n = ewma_update(st.vol_mu, st.vol_var, st.vol_n, x)
+    st.vol_mu, st.vol_var, st.vol_n = ewma_update(st.vol_mu, st.vol_var, st.vol_n, x, FLOOR)

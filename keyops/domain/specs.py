@@ -23,6 +23,10 @@ from keyops.domain.windows import RotationWindow, parse_window
 
 ACTIONS = ("none", "notify", "rotate", "suspend", "revoke")
 SEVERITIES = ("low", "medium", "high", "critical")
+#: What a profile's ladder answers: each severity of evidence that the key's
+#: owner is extracting (or abusing) capability, and ``leak``: evidence that
+#: someone other than the owner holds the key.
+LADDER_STEPS = (*SEVERITIES, "leak")
 #: ``enforce``: act on the key and tell people (cases reach the sinks);
 #: ``monitor``: act on no key, but tell people (a human decides);
 #: ``shadow``: act on no key and tell no one; decisions and cases are only
@@ -233,8 +237,8 @@ def parse_profile(name: str, doc: Any, path: str | None = None) -> Profile:
     ladder: dict[str, str] = {}
     for severity, action in ladder_doc.items():
         lpath = f"{path}.ladder.{severity}"
-        if severity not in SEVERITIES:
-            raise SpecError(lpath, f"unknown severity (expected one of: {', '.join(SEVERITIES)})")
+        if severity not in LADDER_STEPS:
+            raise SpecError(lpath, f"unknown ladder step (expected one of: {', '.join(LADDER_STEPS)})")
         if action not in ACTIONS:
             raise SpecError(lpath, f"unknown action {action!r} (expected one of: {', '.join(ACTIONS)})")
         ladder[severity] = action

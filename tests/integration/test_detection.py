@@ -21,6 +21,7 @@ from tests.traffic.harness import parse_all
 SCENARIOS = {
     "attack-coordinated",
     "attack-proxy-mix",
+    "attack-leaked-key",
     "lookalike-popular-system-prompt",
     "lookalike-moved-office",
 }
@@ -65,7 +66,9 @@ def test_scenarios_through_the_inventory(app: App, traffic: Traffic) -> None:
     members = [k.name for k in traffic.keys if k.scenario == "attack-coordinated"]
     assert sum(states[m] == "suspended" for m in members) >= 0.9 * len(members)
     proxy = next(k.name for k in traffic.keys if k.scenario == "attack-proxy-mix")
-    assert states[proxy] == "suspended"
+    assert states[proxy] == "suspended"  # extraction by the owner: suspended, not rotated
+    leaked = next(k.name for k in traffic.keys if k.scenario == "attack-leaked-key")
+    assert any(a.action == "rotate" and a.key_name == leaked for a in actions)
     for spec in traffic.keys:
         if spec.scenario.startswith("lookalike"):
             assert states[spec.name] == "active", spec.name
@@ -95,7 +98,8 @@ def test_scenarios_through_the_inventory(app: App, traffic: Traffic) -> None:
 
 
 def test_rotate_action_goes_through_the_rotation_engine(app: App, traffic: Traffic) -> None:
-    proxy = [k for k in traffic.keys if k.scenario == "attack-proxy-mix"]
+    """A leaked key (a second origin beside the usual one) is rotated, with zero grace."""
+    proxy = [k for k in traffic.keys if k.scenario == "attack-leaked-key"]
     subset = Traffic(seed=traffic.seed, days=traffic.days, keys=proxy)
     subset.events = [e for e in traffic.events if e["_key"] == proxy[0].name]
     ids = issue_all(app, subset)
@@ -153,9 +157,9 @@ def test_per_key_override_to_monitor_or_shadow_records_but_does_not_act(app: App
     with app.sessions.begin() as session:
         key = session.get(models.Key, ids[proxy[0].name])
         assert key is not None
-        key.profile_overrides = {"enforcement": mode, "detectors": {"reasoning": {"expected_share": 0.5}}}
+        key.profile_overrides = {"enforcement": mode, "detectors": {"templated": {"min_prompts": 20}}}
     _, actions = feed_live(app, parse_all(bind(subset, ids)))
-    assert actions, "templated and reasoning evidence still lead to decisions"
+    assert actions, "reasoning evidence still leads to a decision"
     assert all(a.enforcement == mode and not a.applied for a in actions)
     with app.sessions() as session:
         decided = [session.get(models.Finding, a.finding.id) for a in actions]
