@@ -428,11 +428,16 @@ class Engine:
         # Baselines learn from every window while the key learns, and
         # afterwards only from windows without an open finding on that
         # detector: an episode under investigation never becomes normal.
+        # While learning, a window with an open finding on any detector (a
+        # burst, an attack that began before the key had a history) is not
+        # learned at all: it must not become the baseline it is judged by.
         open_ = st.reported
-        volume.learn(st, open_[VOLUME] > 0)
-        harvesting.learn(st, open_[HARVESTING] > 0)
+        if st.learned or max(open_) < MIN_FINDING_LEVEL:
+            volume.learn(st, open_[VOLUME] > 0)
+            harvesting.learn(st, open_[HARVESTING] > 0)
+            if st.prompts:
+                templated.learn(st, open_[TEMPLATED] > 0)
         if st.prompts:
-            templated.learn(st, open_[TEMPLATED] > 0)
             reasoning.learn(st, open_[REASONING] > 0)
         if fired or st.acted or st.case_sev or any(st.reported):
             self._judge(st, at, out)

@@ -32,13 +32,14 @@ from keyops.detect.state import KeyState
 
 #: The score at which the evidence is critical. For a key at exactly the
 #: profile's share the score is a random walk whose excursions reach ``H``
-#: about once in ``e**H`` prompts (the CUSUM's in-control run length):
-#: ``H = 12`` is one false alarm in more than 10**5 prompts even for a key
-#: that sits at the profile's full normal share all the time, which ordinary
-#: keys are far below. With p1 = 30%, a third of prompts eliciting reaches
-#: it after about 35 prompts. The threshold rests on the profile's stated
-#: normal share, not on any traffic generator.
-H = 12.0
+#: about once in ``10 * e**H`` prompts (the CUSUM's in-control run length;
+#: ``bench/cusum_run_length.py`` simulates it): with ``H = 10``, a key that
+#: sits at the profile's full normal share all the time (ordinary keys are
+#: far below it) would be acted on about once in 200,000 prompts. With p1 =
+#: 15%, a third of prompts eliciting reaches it after about 45 prompts, and
+#: any share above about 9% is caught eventually. The threshold rests on the
+#: profile's stated normal share, not on any traffic generator.
+H = 10.0
 #: Persistence in time as well as in prompts: one window moves the score by
 #: at most this much, so a minute of a thousand elicitation prompts is not
 #: yet a verdict (critical needs at least four windows, 20 minutes, of them).
@@ -48,7 +49,7 @@ MEMORY = 5000
 
 def shares(cfg: DetectorConfig) -> tuple[float, float]:
     p0 = min(max(cfg.reasoning_expected, 0.001), 0.5)
-    return p0, min(0.95, max(0.3, 6.0 * p0))
+    return p0, min(0.95, max(0.15, 3.0 * p0))
 
 
 def learn(st: KeyState, under_review: bool) -> None:
