@@ -25,10 +25,11 @@ kept as evidence, so an analyst sees whether this is a change of character.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from keyops.detect.config import LEVEL_THRESHOLDS, DetectorConfig
 from keyops.detect.signal import Signal
-from keyops.detect.state import KeyState
+from keyops.detect.state import REASONING, KeyState
 
 #: The score at which the evidence is critical. For a key at exactly the
 #: profile's share the score is a random walk whose excursions reach ``H``
@@ -48,8 +49,8 @@ MEMORY = 5000
 
 
 def shares(cfg: DetectorConfig) -> tuple[float, float]:
-    p0 = min(max(cfg.reasoning_expected, 0.001), 0.5)
-    return p0, min(0.95, max(0.15, 3.0 * p0))
+    p0, p1, _, _ = _steps(cfg.reasoning_expected)
+    return p0, p1
 
 
 def learn(st: KeyState, under_review: bool) -> None:
@@ -63,13 +64,14 @@ def learn(st: KeyState, under_review: bool) -> None:
 
 
 def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
-    p0, p1 = shares(cfg)
-    up = math.log(p1 / p0)
-    down = math.log((1.0 - p1) / (1.0 - p0))
+    p0, p1, up, down = _steps(cfg.reasoning_expected)
     score = st.cusum + min(st.strong * up + (st.prompts - st.strong) * down, STEP_MAX)
     st.cusum = score = max(score, 0.0)
     if not st.strong or score <= 0.0 or st.acc_prompts < cfg.reasoning_min:
         return None
+    floor = score / H * LEVEL_THRESHOLDS[3]
+    if floor <= st.evidence[REASONING]:
+        return None  # the evidence already says as much: nothing to add this window
     m = st.acc_prompts
     return Signal(
         0.0,
@@ -94,5 +96,13 @@ def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
             "thresholds": {"expected_share": p0, "extraction_share": round(p1, 3), "critical_score": H},
             "samples": [s[1] for s in st.samples if s[0] == "reasoning"],
         },
-        floor=score / H * LEVEL_THRESHOLDS[3],
+        floor=floor,
     )
+
+
+@lru_cache(maxsize=64)
+def _steps(expected: float) -> tuple[float, float, float, float]:
+    """(p0, p1, log-likelihood step of an eliciting prompt, of any other)."""
+    p0 = min(max(expected, 0.001), 0.5)
+    p1 = min(0.95, max(0.15, 3.0 * p0))
+    return p0, p1, math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
