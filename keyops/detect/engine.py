@@ -529,6 +529,23 @@ class Engine:
             cluster_id=st.cluster,
             action=action if act_due else "none",
         )
+        if leak and act_due and st.reported[NETWORK] < NOTIFY_LEVEL:
+            # The origin detector's own finding, even though a leak is decided
+            # below the levels that record a finding on their own: the
+            # decision must point at what the network detector saw.
+            detail = st.details.get(NETWORK, {})
+            out.findings.append(
+                FindingRecord(
+                    detector=DETECTORS[NETWORK],
+                    key_id=meta.key_id,
+                    key_name=meta.name,
+                    severity=SEVERITY_NAMES[NOTIFY_LEVEL],
+                    score=st.evidence[NETWORK],
+                    at=at,
+                    summary=str(detail.get("summary", "")),
+                    evidence=dict(detail),
+                )
+            )
         out.findings.append(finding)
         if notice_due:
             kind = "escalated" if st.case_sev else "opened"

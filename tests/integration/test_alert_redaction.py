@@ -276,7 +276,7 @@ def test_secrets_quoted_in_alerts_are_stored_and_sent_redacted(alert_app: App, s
     assert sorted(str(f.key_id) for f in findings) == sorted(targets.values())
     assert all(KEY_MARK in f.summary for f in findings)
     assert len(inbound) == 3
-    assert {e.type for e in events} >= {"finding.created", "key.suspended"}
+    assert {e.type for e in events} >= {"case.opened", "key.suspended"}
     assert any(a.action == "alert.received" for a in audit_rows)
 
     columns = {
@@ -297,8 +297,8 @@ def test_secrets_quoted_in_alerts_are_stored_and_sent_redacted(alert_app: App, s
     report = alert_app.notify.deliver_due(worker_id="w1")
     assert report.failed == 0 and report.dead == 0, report.errors
     assert sink.rejected_signatures == 0
-    webhook = [e for e in sink.accepted if e["type"] == "finding.created"]
-    # three findings and three suspensions, to each sink
+    webhook = [e for e in sink.accepted if e["type"] == "case.opened"]
+    # three cases opened and three suspensions, to each sink
     assert len(sink.slack) == 6 and len(webhook) == 3, (sink.slack, sink.accepted)
     assert {path for path, _ in sink.bodies} == {"/slack", "/hooks"}
     received = b"\n".join(body for _, body in sink.bodies).decode()
