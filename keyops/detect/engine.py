@@ -456,6 +456,22 @@ class Engine:
         st.details[d] = {"summary": sig.summary, **sig.evidence, "window_start": iso(st.win_start)}
         return True
 
+    @staticmethod
+    def _detector_finding(st: KeyState, d: int, lvl: int, at: float, cluster_id: str | None = None) -> FindingRecord:
+        """One detector's finding about ``st`` at severity ``lvl``, with its latest evidence."""
+        detail = st.details.get(d, {})
+        return FindingRecord(
+            detector=DETECTORS[d],
+            key_id=st.meta.key_id,
+            key_name=st.meta.name,
+            severity=SEVERITY_NAMES[lvl],
+            score=st.evidence[d],
+            at=at,
+            summary=str(detail.get("summary", "")),
+            evidence=dict(detail),
+            cluster_id=cluster_id,
+        )
+
     def _judge(self, st: KeyState, at: float, out: Output, cluster_id: str | None = None) -> None:
         levels = [level(e) for e in st.evidence]
         learned = st.learned
@@ -464,19 +480,8 @@ class Engine:
         for d, lvl in enumerate(shown):
             if lvl > st.reported[d]:
                 if lvl >= MIN_FINDING_LEVEL:
-                    detail = st.details.get(d, {})
                     out.findings.append(
-                        FindingRecord(
-                            detector=DETECTORS[d],
-                            key_id=meta.key_id,
-                            key_name=meta.name,
-                            severity=SEVERITY_NAMES[lvl],
-                            score=st.evidence[d],
-                            at=at,
-                            summary=str(detail.get("summary", "")),
-                            evidence=dict(detail),
-                            cluster_id=cluster_id if d == COORDINATED else None,
-                        )
+                        self._detector_finding(st, d, lvl, at, cluster_id if d == COORDINATED else None)
                     )
                 st.reported[d] = lvl
             elif lvl == 0 and st.reported[d]:
@@ -533,19 +538,7 @@ class Engine:
             # The origin detector's own finding, even though a leak is decided
             # below the levels that record a finding on their own: the
             # decision must point at what the network detector saw.
-            detail = st.details.get(NETWORK, {})
-            out.findings.append(
-                FindingRecord(
-                    detector=DETECTORS[NETWORK],
-                    key_id=meta.key_id,
-                    key_name=meta.name,
-                    severity=SEVERITY_NAMES[NOTIFY_LEVEL],
-                    score=st.evidence[NETWORK],
-                    at=at,
-                    summary=str(detail.get("summary", "")),
-                    evidence=dict(detail),
-                )
-            )
+            out.findings.append(self._detector_finding(st, NETWORK, NOTIFY_LEVEL, at))
         out.findings.append(finding)
         if notice_due:
             kind = "escalated" if st.case_sev else "opened"
