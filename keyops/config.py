@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -192,6 +193,28 @@ class ServerSettings:
     #: A request's whole body must arrive within this (from its start);
     #: later, 408 and the connection is closed (slow-body clients). "0" = off.
     body_timeout: str = "10s"
+    #: Addresses or CIDR ranges of the proxies in front of keyops whose
+    #: X-Forwarded-For is believed (/v1/authz's caller address); empty = none.
+    trusted_proxies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AuthzSettings:
+    """``/v1/authz``: forward-auth for NGINX ``auth_request``, Traefik
+    ``ForwardAuth`` and Envoy ``ext_authz`` (HTTP)."""
+
+    #: Request headers that may carry the key, read in this order
+    #: (``authorization`` means ``Authorization: Bearer <key>``). Two
+    #: different keys in one request are refused.
+    key_headers: list[str] = field(default_factory=lambda: ["authorization", "x-api-key", "api-key"])
+    #: Header in which the gateway sends its keyops token (scope ``verify``).
+    token_header: str = "X-Keyops-Token"  # noqa: S105 (a header name)
+    #: Gateway addresses or CIDR ranges allowed without a token (the direct
+    #: peer, never X-Forwarded-For); empty = a token is always required.
+    allowed_peers: list[str] = field(default_factory=list)
+    #: Status for a rate-limited key: 429 (with Retry-After), or 403 for NGINX,
+    #: whose auth_request turns any status but 2xx, 401 and 403 into 500.
+    rate_limited_status: int = 429
 
 
 @dataclass
@@ -486,6 +509,7 @@ class Settings:
     rotation: RotationSettings = field(default_factory=RotationSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+    authz: AuthzSettings = field(default_factory=AuthzSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
@@ -661,6 +685,39 @@ def _validate_daemon(settings: Settings) -> None:
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("setting redis.url must be a redis://, rediss:// or unix:// URL")
     _validate_redis(settings.redis)
+    _validate_authz(settings)
+
+
+def _validate_authz(settings: Settings) -> None:
+    import ipaddress
+
+    authz = settings.authz
+    for path, ranges in (
+        ("server.trusted_proxies", settings.server.trusted_proxies),
+        ("authz.allowed_peers", authz.allowed_peers),
+    ):
+        for item in ranges:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(f"setting {path}: {item!r} is not an IP address or CIDR range") from None
+    if authz.rate_limited_status not in (429, 403):
+        raise ConfigError(f"setting authz.rate_limited_status must be 429 or 403, got {authz.rate_limited_status}")
+    known = {"authorization", "x-api-key", "api-key"}
+    headers = [h.lower() for h in authz.key_headers]
+    if not headers or len(set(headers)) != len(headers):
+        raise ConfigError("setting authz.key_headers must name at least one header, each once")
+    for name in headers:
+        if name not in known and not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"setting authz.key_headers: {name!r} is not a header name")
+    if not _HEADER_NAME.fullmatch(authz.token_header.lower()) or authz.token_header.lower() in headers:
+        raise ConfigError(
+            "setting authz.token_header must be a header name that is not one of authz.key_headers, "
+            f"got {authz.token_header!r}"
+        )
+
+
+_HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 def _validate_redis(redis: RedisSettings) -> None:

@@ -23,6 +23,8 @@ from starlette.routing import Route
 
 from keyops.api import ops
 from keyops.api.alerts import alerts_endpoint
+from keyops.api.authz import PREFIX as AUTHZ_PREFIX
+from keyops.api.authz import AuthzFastPath
 from keyops.api.body_timeout import BODY_TIMEOUT_MESSAGE, BodyDeadlines, BodyTimeoutError, send_timeout_response
 from keyops.api.cache_sync import CacheSync
 from keyops.api.last_use import Flusher
@@ -52,19 +54,23 @@ _ROUTES = {
     "/metrics": "/metrics",
     "/openapi.json": "/openapi.json",
     "/v1/ping": "/v1/ping",
+    "/v1/authz": "/v1/authz",
 }
 
 
 class CountRequests:
     """The outermost layer: counts requests by route template and status for
     ``keyops_http_requests_total`` (a few dict operations per request),
-    hands ``POST /v1/keys/verify`` to its bare-ASGI fast path, and puts the
+    hands ``POST /v1/keys/verify`` and everything under ``/v1/authz`` to
+    their bare-ASGI fast paths, and puts the
     ``server.body_timeout`` deadline on reading every request's body."""
 
     def __init__(self, inner: ASGIApp, state: ApiState, body_timeout: float = 0.0) -> None:
         self.inner = inner
         self.counts = state.metrics.http
         self.verify = VerifyFastPath(state)
+        settings = state.app.settings
+        self.authz = AuthzFastPath(state, settings.authz, settings.server.trusted_proxies)
         self.deadlines = BodyDeadlines(body_timeout) if body_timeout > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,7 +78,7 @@ class CountRequests:
             await self.inner(scope, receive, send)
             return
         path: str = scope["path"]
-        route = _ROUTES.get(path) or ("/v1/alerts/{source}" if path.startswith("/v1/alerts/") else "other")
+        route = _ROUTES.get(path) or _prefixed(path)
         status = 500
         started = False
 
@@ -88,6 +94,8 @@ class CountRequests:
         try:
             if route == "/v1/keys/verify" and scope["method"] == "POST":
                 await self.verify(scope, receive, counting_send)
+            elif route == "/v1/authz":
+                await self.authz(scope, receive, counting_send)
             else:
                 await self.inner(scope, receive, counting_send)
         except BodyTimeoutError:
@@ -97,6 +105,15 @@ class CountRequests:
         finally:
             key = (route, status)
             self.counts[key] = self.counts.get(key, 0) + 1
+
+
+def _prefixed(path: str) -> str:
+    """The route template of a path that is not one of the fixed routes."""
+    if path.startswith("/v1/alerts/"):
+        return "/v1/alerts/{source}"
+    if path.startswith(AUTHZ_PREFIX + "/"):
+        return "/v1/authz"
+    return "other"
 
 
 async def _not_found(request: Request, _exc: Exception) -> Response:

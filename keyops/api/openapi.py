@@ -53,6 +53,51 @@ _USAGE_EVENT = {
     "required": ["ts"],
 }
 
+_AUTHZ_REFUSED = {
+    "type": "object",
+    "properties": {"code": {"type": "string"}, "error": {"type": "string"}},
+    "required": ["code", "error"],
+}
+
+
+def _authz_refusal(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Keyops-Code": {"schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": _AUTHZ_REFUSED}},
+    }
+
+
+_INT_HEADER = {"schema": {"type": "integer"}}
+_AUTHZ_OPERATION: dict[str, Any] = {
+    "summary": "Allow or refuse the request a gateway is holding (status decides).",
+    "responses": {
+        "200": {
+            "description": "Allowed. Copy the X-Keyops-* headers to the upstream request.",
+            "headers": {
+                "X-Keyops-Key-Id": {"schema": {"type": "string"}},
+                "X-Keyops-Key-Name": {"schema": {"type": "string"}},
+                "X-Keyops-Owner": {"schema": {"type": "string"}},
+                "X-Keyops-Profile": {"schema": {"type": "string"}},
+                "X-Keyops-Code": {"schema": {"type": "string", "const": "VALID"}},
+                "X-Keyops-Client-Ip": {"schema": {"type": "string"}},
+                "RateLimit-Limit": _INT_HEADER,
+                "RateLimit-Remaining": _INT_HEADER,
+                "RateLimit-Reset": _INT_HEADER,
+            },
+        },
+        "401": _authz_refusal(
+            'Missing, malformed or unknown key (WWW-Authenticate: Bearer error="invalid_token"); two different '
+            'keys, an oversized key header or a key in the query string (error="invalid_request").'
+        ),
+        "403": _authz_refusal(
+            "Suspended, revoked or expired key (code in the body); rate-limited when authz.rate_limited_status = 403."
+        ),
+        "429": _authz_refusal("Rate-limited (Retry-After, RateLimit-* headers)."),
+        "500": _authz_refusal("The gateway is not authorized (code GATEWAY_UNAUTHORIZED), or an internal error."),
+    },
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -154,6 +199,25 @@ DOCUMENT: dict[str, Any] = {
                     **_AUTH,
                 },
             }
+        },
+        "/v1/authz": {
+            "summary": "Forward-auth for NGINX auth_request, Traefik ForwardAuth and Envoy ext_authz.",
+            "description": "Any method, any path under /v1/authz, no body. The key comes from "
+            "Authorization: Bearer, x-api-key or api-key (authz.key_headers); the gateway authenticates with "
+            "a token of scope verify in X-Keyops-Token (authz.token_header) or by its address "
+            "(authz.allowed_peers). Counts uses and rate limits exactly as POST /v1/keys/verify.",
+            "parameters": [
+                {"name": "X-Keyops-Token", "in": "header", "schema": {"type": "string"}},
+                {"name": "X-Original-URI", "in": "header", "schema": {"type": "string"}},
+                {"name": "X-Forwarded-Uri", "in": "header", "schema": {"type": "string"}},
+                {"name": "X-Forwarded-For", "in": "header", "schema": {"type": "string"}},
+            ],
+            **{method: _AUTHZ_OPERATION for method in ("get", "post", "put", "patch", "delete", "head", "options")},
+        },
+        "/v1/authz/{path}": {
+            "summary": "The same as /v1/authz (Envoy's path_prefix puts the original path here).",
+            "parameters": [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+            **{method: _AUTHZ_OPERATION for method in ("get", "post", "put", "patch", "delete", "head", "options")},
         },
         "/v1/usage": {
             "post": {

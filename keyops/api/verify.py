@@ -122,13 +122,16 @@ def well_formed(key: str) -> bool:
     return match is not None and keyformat.checksum(key[: match.end(2)]) == match.group(3)
 
 
-def verdict(state: ApiState, body: bytes) -> tuple[int, bytes] | Awaitable[tuple[int, bytes]]:
-    """(status, JSON body) for one request body, without awaiting when no
-    shared (Redis) bucket is involved (no Redis, or Redis skipped while down)."""
-    parsed = _parse(body)
-    if isinstance(parsed, str):
-        return 400, orjson.dumps({"error": parsed})
-    key, cost = parsed
+Judgement = tuple[str, Hit | None, Decision | None]
+"""(code, the cached key or None, the rate-limit decision or None)."""
+
+
+def judge(state: ApiState, key: str, cost: int) -> Judgement | Awaitable[Judgement]:
+    """The decision for one presented key, counted: the per-code counter, the
+    version's last use and the key's bucket. Verify and forward-auth both go
+    through here, so a key's uses and limits are the same whichever a gateway
+    calls. Returns without awaiting when no shared (Redis) bucket is involved
+    (no Redis, or Redis skipped while down)."""
     if not well_formed(key):
         code, hit = "MALFORMED", None
     else:
@@ -145,23 +148,47 @@ def verdict(state: ApiState, body: bytes) -> tuple[int, bytes] | Awaitable[tuple
         if limit is not None:
             buckets = state.buckets
             if isinstance(buckets, LocalBuckets):
-                return 200, _limited(state, hit, buckets.take_now(hit.key_id, limit, cost, time.monotonic()))
+                return _limited(state, hit, buckets.take_now(hit.key_id, limit, cost, time.monotonic()))
             pending = buckets.take(hit.key_id, limit, cost)
             if isinstance(pending, Decision):
-                return 200, _limited(state, hit, pending)
+                return _limited(state, hit, pending)
             return _shared(state, hit, pending)
     state.metrics.verify[code] = state.metrics.verify.get(code, 0) + 1
-    return 200, _answer(code, hit, None)
+    return code, hit, None
 
 
-def _limited(state: ApiState, hit: Hit, decision: Decision) -> bytes:
+def _limited(state: ApiState, hit: Hit, decision: Decision) -> Judgement:
     code = "VALID" if decision.allowed else "RATE_LIMITED"
     state.metrics.verify[code] = state.metrics.verify.get(code, 0) + 1
-    return _answer(code, hit, {"limit": decision.limit, "remaining": decision.remaining, "reset": decision.reset})
+    return code, hit, decision
 
 
-async def _shared(state: ApiState, hit: Hit, pending: Awaitable[Decision]) -> tuple[int, bytes]:
-    return 200, _limited(state, hit, await pending)
+async def _shared(state: ApiState, hit: Hit, pending: Awaitable[Decision]) -> Judgement:
+    return _limited(state, hit, await pending)
+
+
+def _render(judged: Judgement) -> tuple[int, bytes]:
+    code, hit, decision = judged
+    if decision is None:
+        return 200, _answer(code, hit, None)
+    limit = {"limit": decision.limit, "remaining": decision.remaining, "reset": decision.reset}
+    return 200, _answer(code, hit, limit)
+
+
+async def _render_later(pending: Awaitable[Judgement]) -> tuple[int, bytes]:
+    return _render(await pending)
+
+
+def verdict(state: ApiState, body: bytes) -> tuple[int, bytes] | Awaitable[tuple[int, bytes]]:
+    """(status, JSON body) for one request body, without awaiting when no
+    shared (Redis) bucket is involved."""
+    parsed = _parse(body)
+    if isinstance(parsed, str):
+        return 400, orjson.dumps({"error": parsed})
+    judged = judge(state, *parsed)
+    if isinstance(judged, tuple):
+        return _render(judged)
+    return _render_later(judged)
 
 
 async def verify_endpoint(request: Request) -> Response:

@@ -133,6 +133,10 @@ def serve(
         "log_config": None,
         "timeout_graceful_shutdown": max(1, int(bound * 0.25)),
         "server_header": False,
+        # X-Forwarded-For is read by /v1/authz for server.trusted_proxies only;
+        # uvicorn's own rewrite of the peer (on by default for 127.0.0.1) would
+        # make every local caller's header believed.
+        "proxy_headers": False,
         # Beyond this many connections uvicorn answers 503 instead of queueing.
         "limit_concurrency": server_cfg.limit_concurrency or None,
         "timeout_keep_alive": max(1, parse_duration(server_cfg.keepalive_timeout)),
