@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from deploy_checks import aws, container, docs, kube, observability, pins, systemd
+from deploy_checks import aws, container, docs, gateways, kube, observability, pins, systemd
 from deploy_checks.common import Report, ToolMissing
 
 GROUPS: dict[str, tuple[str, Callable[[Report], None]]] = {
@@ -35,6 +35,7 @@ GROUPS: dict[str, tuple[str, Callable[[Report], None]]] = {
     "docs": ("keyops commands in deploy/", docs.check),
     "aws": ("example IAM policy", aws.check),
     "pins": ("constraints.txt and its users", pins.check),
+    "gateways": ("NGINX, Envoy and Traefik examples for /v1/authz", gateways.check),
 }
 
 
