@@ -8,11 +8,14 @@
    (resident memory before/after the load).
 3. Starts ``keyops serve`` as its own process, times start-up to /readyz.
 4. Loads it with wrk (a separate process): first GET /v1/ping (a trivial
-   endpoint, the baseline), then POST /v1/keys/verify over the known keys;
-   prints requests/s and p50/p99 latency for both, and the ratio.
+   endpoint, the baseline), then POST /v1/keys/verify over the known keys,
+   then GET /v1/authz (forward-auth: the key in Authorization, the gateway's
+   token in X-Keyops-Token); prints requests/s and p50/p99 latency for each,
+   and the ratios.
 
-Targets (issue 4): verify >= 70% of the trivial endpoint's rate; cache
-<= 300 bytes per key; start-up with 1M keys < 15 s. Needs ``wrk`` on PATH.
+Targets: verify >= 70% and authz >= 90% of the trivial endpoint's rate;
+cache <= 300 bytes per key; start-up with 1M keys < 15 s. Needs ``wrk``
+on PATH.
 """
 
 from __future__ import annotations
@@ -183,6 +186,26 @@ end
     )
 
 
+def authz_script(path: Path, token: str, known: list[str]) -> None:
+    keys = ",\n".join(f"'{k}'" for k in known)
+    path.write_text(
+        f"""
+local keys = {{ {keys} }}
+local requests = {{}}
+local i = 0
+init = function(args)
+  for n, key in ipairs(keys) do
+    requests[n] = wrk.format("GET", "/v1/authz", {{["X-Keyops-Token"] = "{token}", ["Authorization"] = "Bearer " .. key}})
+  end
+end
+request = function()
+  i = (i % #requests) + 1
+  return requests[i]
+end
+"""
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
@@ -233,6 +256,9 @@ def main() -> None:
         wrk(f"{base}/v1/ping", 2, args.connections, None)  # warm-up
         trivial = wrk(f"{base}/v1/ping", args.duration, args.connections, None)
         verify = wrk(f"{base}/v1/keys/verify", args.duration, args.connections, script)
+        gate = workdir / "authz.lua"
+        authz_script(gate, token, known)
+        authz = wrk(f"{base}/v1/authz", args.duration, args.connections, gate)
         with open(f"/proc/{server.pid}/status") as f:
             server_rss = int(next(line for line in f if line.startswith("VmRSS")).split()[1]) / 1024
     finally:
@@ -241,10 +267,11 @@ def main() -> None:
         log.close()
     print(f"\nwrk -t1 -c{args.connections} -d{args.duration}s (server: 1 process, uvloop + httptools)")
     print(f"{'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
-    for name, r in (("GET /v1/ping", trivial), ("POST /v1/keys/verify", verify)):
+    for name, r in (("GET /v1/ping", trivial), ("POST /v1/keys/verify", verify), ("GET /v1/authz", authz)):
         print(f"{name:<24}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['non2xx']:>10.0f}")
     ratio = verify["rps"] / trivial["rps"]
     print(f"\nverify / trivial: {ratio:.0%} (target >= 70%)   server RSS: {server_rss:.0f} MiB")
+    print(f"authz / trivial: {authz['rps'] / trivial['rps']:.0%} (target >= 90%)")
     print(f"cache: {per_key:.0f} bytes/key   load: {load_s:.1f}s   start-up: {startup:.1f}s")
 
 
