@@ -194,7 +194,7 @@ class ServerSettings:
     #: later, 408 and the connection is closed (slow-body clients). "0" = off.
     body_timeout: str = "10s"
     #: Addresses or CIDR ranges of the proxies in front of keyops whose
-    #: X-Forwarded-For is believed (/v1/authz's caller address); empty = none.
+    #: X-Forwarded-For is believed (/v1/authz's X-Keyops-Client-Ip); empty = none.
     trusted_proxies: list[str] = field(default_factory=list)
 
 

@@ -8,7 +8,8 @@ copies chosen response headers onto the upstream request), anything else
 refuses it. So the answer here is the status plus headers:
 
 - 200 and ``X-Keyops-Key-Id``, ``-Key-Name``, ``-Owner``, ``-Profile``,
-  ``-Code``, ``-Client-Ip`` and ``RateLimit-Limit/-Remaining/-Reset``;
+  ``RateLimit-Limit/-Remaining/-Reset``, and ``X-Keyops-Client-Ip`` when a
+  trusted proxy forwarded the caller's address;
 - 401 ``WWW-Authenticate: Bearer error="invalid_token"`` for a missing,
   malformed or unknown key (NGINX copies that header to the client);
   ``error="invalid_request"`` for a request that must not be answered at all:
@@ -59,6 +60,7 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 log = logging.getLogger("keyops.api.authz")
 
 _JSON = (b"content-type", b"application/json")
+_EMPTY = (b"content-length", b"0")
 _INVALID_TOKEN = (b"www-authenticate", b'Bearer error="invalid_token"')
 _INVALID_REQUEST = (b"www-authenticate", b'Bearer error="invalid_request"')
 _MESSAGES = {
@@ -174,6 +176,12 @@ class AuthzFastPath:
         self.peers = AddressSet(settings.allowed_peers)
         self.proxies = AddressSet(trusted_proxies)
         self.limited_status = settings.rate_limited_status
+        # Memos for the hot path: gateway token -> allowed (per token table),
+        # key id -> (its cached Hit, its identity headers); a Hit is replaced,
+        # never changed, when its key changes, so an identity check suffices.
+        self._gateways: dict[bytes, bool] = {}
+        self._gateways_for: object = None
+        self._identities: dict[str, tuple[Hit, list[tuple[bytes, bytes]]]] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -182,8 +190,11 @@ class AuthzFastPath:
         except Exception:
             log.exception("authz failed")
             status, headers, body = 500, [], b'{"code":"ERROR","error":"internal error (logged); retry"}'
-        headers.append(_JSON)
-        headers.append((b"content-length", str(len(body)).encode("ascii")))
+        if body:
+            headers.append(_JSON)
+            headers.append((b"content-length", str(len(body)).encode("ascii")))
+        else:
+            headers.append(_EMPTY)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -227,7 +238,11 @@ class AuthzFastPath:
             if len({value for _, value in keys}) > 1:
                 return _refused(401, "SEVERAL_KEYS", _INVALID_REQUEST)
             keys.sort()
-        address = client_address(peer, forwarded, self.proxies)
+        # Named only when a trusted proxy forwarded it: otherwise the caller
+        # is the gateway itself, which the upstream knows already.
+        address = ""
+        if forwarded is not None and self.proxies and peer in self.proxies:
+            address = client_address(peer, forwarded, self.proxies)
         judged = judge(self.state, keys[0][1].decode("latin-1"), 1)
         if isinstance(judged, tuple):
             return self._render(judged, address)
@@ -235,10 +250,18 @@ class AuthzFastPath:
 
     def _gateway_allowed(self, token: bytes | None, peer: str) -> bool:
         if token is not None:
-            text = token.decode("latin-1").strip()
-            if not text.lower().startswith("bearer "):
-                text = "Bearer " + text
-            if self.state.check(text, "verify") is None:
+            callers = self.state.sync.callers
+            if callers is not self._gateways_for:
+                self._gateways, self._gateways_for = {}, callers
+            allowed = self._gateways.get(token)
+            if allowed is None:
+                text = token.decode("latin-1").strip()
+                if not text.lower().startswith("bearer "):
+                    text = "Bearer " + text
+                allowed = self.state.check(text, "verify") is None
+                if len(self._gateways) < 4096:
+                    self._gateways[token] = allowed
+            if allowed:
                 return True
         return bool(self.peers) and peer in self.peers
 
@@ -250,13 +273,20 @@ class AuthzFastPath:
         if hit is None:
             return _refused(401, code, _INVALID_TOKEN)
         if code == "VALID":
-            headers = [
-                (b"x-keyops-code", b"VALID"),
-                (b"x-keyops-key-id", hit.key_id.encode("ascii")),
-                (b"x-keyops-key-name", _header_value(hit.name)),
-                (b"x-keyops-owner", _header_value(hit.owner)),
-                (b"x-keyops-profile", _header_value(hit.profile)),
-            ]
+            known = self._identities.get(hit.key_id)
+            if known is not None and known[0] is hit:
+                identity = known[1]
+            else:
+                identity = [
+                    (b"x-keyops-key-id", hit.key_id.encode("ascii")),
+                    (b"x-keyops-key-name", _header_value(hit.name)),
+                    (b"x-keyops-owner", _header_value(hit.owner)),
+                    (b"x-keyops-profile", _header_value(hit.profile)),
+                ]
+                if len(self._identities) >= 65536:
+                    self._identities.clear()
+                self._identities[hit.key_id] = (hit, identity)
+            headers = identity.copy()
             if address:
                 headers.append((b"x-keyops-client-ip", address.encode("ascii", "replace")))
             if decision is not None:

@@ -79,7 +79,6 @@ _AUTHZ_OPERATION: dict[str, Any] = {
                 "X-Keyops-Key-Name": {"schema": {"type": "string"}},
                 "X-Keyops-Owner": {"schema": {"type": "string"}},
                 "X-Keyops-Profile": {"schema": {"type": "string"}},
-                "X-Keyops-Code": {"schema": {"type": "string", "const": "VALID"}},
                 "X-Keyops-Client-Ip": {"schema": {"type": "string"}},
                 "RateLimit-Limit": _INT_HEADER,
                 "RateLimit-Remaining": _INT_HEADER,

@@ -243,7 +243,7 @@ def test_operations_endpoints(app: App, client: TestClient, token: str) -> None:
     doc = client.get("/openapi.json").json()
     assert set(doc["paths"]) == {
         "/v1/keys/verify", "/v1/usage", "/v1/alerts/{source}", "/healthz", "/readyz", "/metrics", "/openapi.json",
-        "/v1/ping",
+        "/v1/ping", "/v1/authz", "/v1/authz/{path}",
     }  # fmt: skip
     assert client.get("/nope").status_code == 404
     assert client.get("/v1/keys/verify").status_code == 405

@@ -96,7 +96,7 @@ def test_valid_key_gets_200_with_identity_and_limit_headers(app: App, client: Te
     assert answer.headers["x-keyops-key-name"] == "team/api"
     assert answer.headers["x-keyops-owner"] == "team"
     assert answer.headers["x-keyops-profile"] == "interactive"
-    assert answer.headers["x-keyops-code"] == "VALID"
+    assert "x-keyops-code" not in answer.headers  # the status says it
     assert answer.headers["ratelimit-limit"] == str(BURST)
     assert answer.headers["ratelimit-remaining"] == str(BURST - 1)
     assert int(answer.headers["ratelimit-reset"]) >= 1
@@ -120,7 +120,8 @@ def test_authz_and_verify_draw_from_one_bucket(app: App, client: TestClient, tok
     codes = []
     for i in range(BURST + 4):
         if i % 2:
-            codes.append(authz(client, token, key).headers["x-keyops-code"])
+            answer = authz(client, token, key)
+            codes.append("VALID" if answer.status_code == 200 else answer.headers["x-keyops-code"])
         else:
             body = client.post("/v1/keys/verify", json={"key": key}, headers={"Authorization": f"Bearer {token}"})
             codes.append(body.json()["code"])
@@ -255,7 +256,7 @@ def test_peer_allow_list_and_forwarded_for_trust(base_env: dict[str, str], tmp_p
             answer = untrusted.get(
                 "/v1/authz", headers={"X-Keyops-Token": token, "x-api-key": key, "X-Forwarded-For": "203.0.113.9"}
             )
-            assert answer.status_code == 200 and answer.headers["x-keyops-client-ip"] == "192.0.2.7"
+            assert answer.status_code == 200 and "x-keyops-client-ip" not in answer.headers
     finally:
         app.close()
 
