@@ -190,11 +190,14 @@ def test_nginx_in_front_of_keyops(stack: dict[str, Any]) -> None:
     unknown = client.get("/v1/chat", headers={"x-api-key": keyformat.generate("kops_live").plaintext})
     assert unknown.status_code == 401
     assert unknown.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert unknown.json()["code"] == "NOT_FOUND"
     assert client.get("/v1/chat").status_code == 401
 
     # A key in the query string: refused, in no log (NGINX's or keyops').
     refused = client.get(f"/v1/chat?api_key={listed}", headers={"x-api-key": listed})
     assert refused.status_code == 401
+    assert refused.json()["code"] == "KEY_IN_QUERY"
+    assert refused.headers["www-authenticate"] == 'Bearer error="invalid_request"'
     assert len(upstream.seen) == before
 
     # A rate-limited key: keyops answers 403 (authz.rate_limited_status), NGINX gives the client 429.
