@@ -176,7 +176,7 @@ class AuthzFastPath:
         self.peers = AddressSet(settings.allowed_peers)
         self.proxies = AddressSet(trusted_proxies)
         self.limited_status = settings.rate_limited_status
-        # Memos for the hot path: gateway token -> allowed (per token table),
+        # Memos for the hot path: gateway tokens that pass (per token table),
         # key id -> (its cached Hit, its identity headers); a Hit is replaced,
         # never changed, when its key changes, so an identity check suffices.
         self._gateways: dict[bytes, bool] = {}
@@ -253,15 +253,15 @@ class AuthzFastPath:
             callers = self.state.sync.callers
             if callers is not self._gateways_for:
                 self._gateways, self._gateways_for = {}, callers
-            allowed = self._gateways.get(token)
-            if allowed is None:
-                text = token.decode("latin-1").strip()
-                if not text.lower().startswith("bearer "):
-                    text = "Bearer " + text
-                allowed = self.state.check(text, "verify") is None
+            if token in self._gateways:
+                return True
+            text = token.decode("latin-1").strip()
+            if not text.lower().startswith("bearer "):
+                text = "Bearer " + text
+            if self.state.check(text, "verify") is None:
+                # Only tokens that pass are remembered: junk cannot fill the memo.
                 if len(self._gateways) < 4096:
-                    self._gateways[token] = allowed
-            if allowed:
+                    self._gateways[token] = True
                 return True
         return bool(self.peers) and peer in self.peers
 

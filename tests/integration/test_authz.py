@@ -210,6 +210,9 @@ def test_gateway_must_authenticate_and_nothing_is_counted_otherwise(app: App, cl
     assert remaining_after_one_verify(client, token, key) == BURST - 1  # the bucket was not touched
     # Both spellings of the token header value.
     assert authz(client, f"Bearer {token}", key).status_code == 200
+    # A revoked gateway token stops working (the memo follows the token table).
+    TokenService(app.sessions).revoke("nginx", actor="test")
+    wait_for(lambda: authz(client, token, key).status_code == 500, timeout=5, interval=0.05, what="token revoked")
 
 
 def test_token_header_name_and_key_header_order_are_settings(base_env: dict[str, str], tmp_path: Path) -> None:
