@@ -163,6 +163,12 @@ def issue(app: App, name: str) -> str:
     return app.keys.issue(name, owner="team-a", profile="interactive", policy="standard", actor="test").plaintext
 
 
+def verify_counts(served: Served) -> dict[str, float]:
+    """keyops_verify_total by code, from the server's /metrics."""
+    text = served.http.get("/metrics").text
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r'keyops_verify_total\{code="(\w+)"\} (\S+)', text)}
+
+
 def test_nginx_in_front_of_keyops(stack: dict[str, Any]) -> None:
     app: App = stack["app"]
     client: httpx.Client = stack["client"]
@@ -194,11 +200,15 @@ def test_nginx_in_front_of_keyops(stack: dict[str, Any]) -> None:
     assert client.get("/v1/chat").status_code == 401
 
     # A key in the query string: refused, in no log (NGINX's or keyops').
+    served: Served = stack["served"]
+    counted = verify_counts(served)
+    assert counted["VALID"] >= 2 and counted["NOT_FOUND"] >= 1  # the counter is live
     refused = client.get(f"/v1/chat?api_key={listed}", headers={"x-api-key": listed})
     assert refused.status_code == 401
     assert refused.json()["code"] == "KEY_IN_QUERY"
     assert refused.headers["www-authenticate"] == 'Bearer error="invalid_request"'
     assert len(upstream.seen) == before
+    assert verify_counts(served) == counted  # nothing counted
 
     # A rate-limited key: keyops answers 403 (authz.rate_limited_status), NGINX gives the client 429.
     statuses = []
@@ -226,7 +236,6 @@ def test_nginx_in_front_of_keyops(stack: dict[str, Any]) -> None:
     assert revoked.headers["x-keyops-code"] == "REVOKED"
 
     workdir: Path = stack["workdir"]
-    served: Served = stack["served"]
     logs = (workdir / "access.log").read_text() + (workdir / "error.log").read_text() + served.logs()
     for key in (good, listed, limited):
         assert key not in logs
