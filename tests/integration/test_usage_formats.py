@@ -34,7 +34,7 @@ def _post(client: TestClient, token: str, body: bytes) -> Any:
 
 
 def payload(key_hash: str | None, *, alias: str | None = None, **extra: Any) -> dict[str, Any]:
-    """A StandardLoggingPayload as LiteLLM's generic_api callback posts it (the fields keyops reads, and some others)."""
+    """A StandardLoggingPayload as LiteLLM's generic_api callback posts it (the fields keyops reads, some others)."""
     now = time.time()
     doc: dict[str, Any] = {
         "id": "chatcmpl-1", "trace_id": "t", "call_type": "acompletion", "stream": False, "response_cost": 0.0,
