@@ -97,7 +97,7 @@ class KeyopsAuth:
         self._cache: dict[str, tuple[float, Verdict]] = {}
 
     async def __call__(self, request: Any, api_key: str) -> Any:
-        from litellm.proxy._types import ProxyException, UserAPIKeyAuth
+        from litellm.proxy._types import ProxyException, UserAPIKeyAuth  # type: ignore[import-not-found,unused-ignore]
 
         key = (api_key or "").strip()
         if key[:7].lower() == "bearer ":
