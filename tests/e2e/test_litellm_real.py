@@ -153,6 +153,8 @@ def test_litellm_proxy_with_keyops(cli: Any, servers: Callable[..., Served], ups
         assert _requests(cli, "team/gone") == 0
         logs = (tmp_path / "litellm.log").read_text(errors="replace") + keyops.logs()
         assert keys["team/llm"] not in logs
+        keyops.terminate()  # fail closed: keyops down, the verdict cache (1 s) runs out, the key is refused
+        wait_for(lambda: chat(keys["team/llm"]).status_code == 503, timeout=10, interval=0.25, what="503")
     finally:
         proxy.terminate()
         try:
