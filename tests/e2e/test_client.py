@@ -14,18 +14,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from keyops.bootstrap import App
 from keyops.client import Client, ClientError, Refused, Unavailable, Verdict
 from keyops.client.asgi import KeyopsMiddleware
+from keyops.lifecycle.usage import usage_summary
 from tests.e2e.serving import Served, free_port, make_token
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def _issue(cli: Any, name: str) -> str:
-    issued = cli("keys", "issue", name, "--owner", "team", "--profile", "batch", "--dest", f"file:{name}", "--json")
-    assert issued.code == 0, issued.stderr
-    return str(json.loads(issued.stdout)["key"])
+def _issue(app: App, name: str) -> str:
+    return app.keys.issue(name, owner="team", profile="batch", policy="standard", actor="test").plaintext
+
+
+def _counted(app: App, name: str) -> int:
+    return int(usage_summary(app.sessions, app.keys.show(name).id)["last_hour"]["requests"])
 
 
 def _requests(cli: Any, name: str) -> int:
@@ -36,10 +40,10 @@ def _requests(cli: Any, name: str) -> int:
 
 # The client speaks HTTP only: the inventory behind the daemon does not matter here.
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_client_and_middleware(cli: Any, servers: Callable[..., Served]) -> None:
+def test_client_and_middleware(cli: Any, servers: Callable[..., Served], inventory: App) -> None:
     token = make_token(cli)
-    key = _issue(cli, "team/client")
-    other = _issue(cli, "team/revoked")
+    key = _issue(inventory, "team/client")
+    other = _issue(inventory, "team/revoked")
     server = servers()
     client = Client(server.url, token, flush_interval=0.05)
     try:
@@ -52,13 +56,13 @@ def test_client_and_middleware(cli: Any, servers: Callable[..., Served]) -> None
         with pytest.raises(Refused) as refused:
             Client(server.url, "kot_wrong").verify(key)
         assert refused.value.status == 401
-        assert cli("keys", "revoke", "team/revoked", "--reason", "test").code == 0
+        inventory.keys.revoke("team/revoked", reason="test", actor="test")
         wait_for(lambda: client.verify(other).code == "REVOKED", timeout=2, what="REVOKED")
 
         now = time.time()
         assert client.report([{"ts": now, "key": key, "input_tokens": 3} for _ in range(5)]) == 5
         assert client.flush(10) and client.rejected == 0 and client.dropped == 0
-        assert _requests(cli, "team/client") == 5
+        assert _counted(inventory, "team/client") == 5
 
         async def hello(request: Request) -> JSONResponse:
             return JSONResponse({"name": request.state.keyops.name})
@@ -75,7 +79,8 @@ def test_client_and_middleware(cli: Any, servers: Callable[..., Served]) -> None
             refused = http.get("/hello", headers={"Authorization": f"Bearer {other}"})
             assert refused.status_code == 403 and refused.json()["code"] == "REVOKED"
         assert client.flush(10)
-        wait_for(lambda: _requests(cli, "team/client") == 6, timeout=5, what="the middleware's usage counted")
+        wait_for(lambda: _counted(inventory, "team/client") == 6, timeout=5, what="the middleware's usage counted")
+        assert _requests(cli, "team/client") == 6  # as `keyops keys show` prints it
     finally:
         client.close()
 
