@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -80,7 +82,15 @@ def test_client_and_middleware(cli: Any, servers: Callable[..., Served], invento
             assert refused.status_code == 403 and refused.json()["code"] == "REVOKED"
         assert client.flush(10)
         wait_for(lambda: _counted(inventory, "team/client") == 6, timeout=5, what="the middleware's usage counted")
-        assert _requests(cli, "team/client") == 6  # as `keyops keys show` prints it
+        # A process that reports and exits without close(): the exit flush sends it.
+        code = (
+            "import sys, time; from keyops.client import Client;"
+            "c = Client(sys.argv[1], sys.argv[2], flush_interval=60);"
+            "c.report([{'ts': time.time(), 'key': sys.argv[3]}])"
+        )
+        subprocess.run([sys.executable, "-c", code, server.url, token, key], check=True, timeout=60)
+        assert _counted(inventory, "team/client") == 7
+        assert _requests(cli, "team/client") == 7  # as `keyops keys show` prints it
     finally:
         client.close()
 
