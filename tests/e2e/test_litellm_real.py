@@ -108,8 +108,8 @@ def test_litellm_proxy_with_keyops(cli: Any, servers: Callable[..., Served], ups
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KEYOPS_")},
         "PYTHONPATH": str(ROOT),
-        "KEYOPS_URL": keyops.url,
-        "KEYOPS_TOKEN": token,
+        "KEYOPS_LITELLM_URL": keyops.url,
+        "KEYOPS_LITELLM_TOKEN": token,
         "KEYOPS_LITELLM_LIMITS": "batch=600/100000",
         "GENERIC_LOGGER_ENDPOINT": keyops.url + "/v1/usage",
         "GENERIC_LOGGER_HEADERS": f"Authorization=Bearer {token}",

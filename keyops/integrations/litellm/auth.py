@@ -12,8 +12,8 @@ then ``UserAPIKeyAuth.model_validate``). The hook reads its settings from the
 proxy's environment, since LiteLLM passes it nothing else:
 
 ==============================  =========================================
-``KEYOPS_URL``                  the daemon, e.g. ``http://keyops:8080``
-``KEYOPS_TOKEN``                a keyops token with scope ``verify``
+``KEYOPS_LITELLM_URL``          the daemon, e.g. ``http://keyops:8080``
+``KEYOPS_LITELLM_TOKEN``        a keyops token with scope ``verify``
 ``KEYOPS_LITELLM_CACHE``        seconds a verdict is reused (default 1)
 ``KEYOPS_LITELLM_FAIL_OPEN``    ``1``: admit when keyops cannot be asked
                                 (default ``0``: refuse with 503)
@@ -146,10 +146,12 @@ _default: KeyopsAuth | None = None
 
 
 def from_environment(env: Mapping[str, str]) -> KeyopsAuth:
-    """The hook configured by ``KEYOPS_URL``, ``KEYOPS_TOKEN`` and ``KEYOPS_LITELLM_*``."""
-    url, token = env.get("KEYOPS_URL"), env.get("KEYOPS_TOKEN")
+    """The hook configured by ``KEYOPS_LITELLM_URL``, ``KEYOPS_LITELLM_TOKEN`` and ``KEYOPS_LITELLM_*``."""
+    url, token = env.get("KEYOPS_LITELLM_URL"), env.get("KEYOPS_LITELLM_TOKEN")
     if not url or not token:
-        raise RuntimeError("keyops LiteLLM auth: set KEYOPS_URL and KEYOPS_TOKEN in the proxy's environment")
+        raise RuntimeError(
+            "keyops LiteLLM auth: set KEYOPS_LITELLM_URL and KEYOPS_LITELLM_TOKEN in the proxy's environment"
+        )
     try:
         cache = float(env.get("KEYOPS_LITELLM_CACHE", "1"))
     except ValueError:
