@@ -220,7 +220,8 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/usage": {
             "post": {
-                "summary": "Report usage events (scope: usage). JSON array or NDJSON.",
+                "summary": "Report usage events (scope: usage). JSON array, NDJSON or one object; an event "
+                "may also be LiteLLM's standard logging payload or use OpenTelemetry GenAI names.",
                 "security": [{"bearer": []}],
                 "requestBody": {
                     "required": True,
@@ -236,7 +237,7 @@ DOCUMENT: dict[str, Any] = {
                         "description": "Good events kept, bad ones named by index.",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UsageAnswer"}}},
                     },
-                    "400": _err("The body is neither a JSON array nor NDJSON."),
+                    "400": _err("Not a JSON array, NDJSON or one object, or one malformed event."),
                     "413": _err("Body larger than server.max_body_bytes."),
                     **_AUTH,
                 },

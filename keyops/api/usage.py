@@ -7,7 +7,9 @@ which were not (unparseable, unknown key); ``detection`` says which of the
 kept ones the detection engine took to judge and which it refused (late,
 buffer full) or ``null`` when no engine is wired. Each ``reason`` is a code
 from ``keyops.detect.refusals.REASONS``; indexes are those of the body. Keys are
-parsed by ``keyops.detect.events.parse_event`` (shared with ``keyops
+first brought to keyops' own shape when they come in another one
+(LiteLLM's standard logging payload, OpenTelemetry GenAI names:
+``keyops.api.usage_formats``), then parsed by ``keyops.detect.events.parse_event`` (shared with ``keyops
 replay``; a plaintext ``key`` is hashed there and dropped) and resolved from
 memory (hashes, through the verify cache) or the inventory (``key_id``);
 one transaction per request upserts the per-minute aggregates and moves
@@ -33,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keyops.api import usage_formats
 from keyops.api.cache import VerifyCache
 from keyops.api.last_use import forward, move_forward
 from keyops.api.state import ApiState, json_error
@@ -81,6 +84,19 @@ def _ids_by_hash(engine: Engine, hashes: set[str]) -> dict[str, str]:
         for i in range(0, len(hash_list), 500):
             rows = conn.execute(select(v.secret_hash, v.key_id).where(v.secret_hash.in_(hash_list[i : i + 500])))
             found.update({h: k for h, k in rows if h})
+    return found
+
+
+def _ids_by_name(engine: Engine, names: set[str]) -> dict[str, str]:
+    """Key ids by key name (LiteLLM payloads that give only ``user_api_key_alias``)."""
+    found: dict[str, str] = {}
+    name_list = sorted(names)
+    with engine.connect() as conn:
+        for i in range(0, len(name_list), 500):
+            rows = conn.execute(
+                select(models.Key.name, models.Key.id).where(models.Key.name.in_(name_list[i : i + 500]))
+            )
+            found.update({n: k for n, k in rows})
     return found
 
 
@@ -148,9 +164,26 @@ def ingest(state: ApiState, body: bytes, now: float) -> dict[str, Any] | str:
     # same ones `keyops replay` applies.
     detection = getattr(state.app, "detection", None)
     parse = detection.parse if detection is not None else parse_event
-    for index, raw in enumerate(items):
-        event = f"line {raw.line} is not valid JSON" if isinstance(raw, BadLine) else parse(raw, now=now)
+    docs = [raw if isinstance(raw, BadLine) else usage_formats.native(raw) for raw in items]
+    named = usage_formats.aliases(docs)
+    ids_by_name = _ids_by_name(state.app.engine, named) if named else {}
+    for index, doc in enumerate(docs):
+        if isinstance(doc, dict) and "key_alias" in doc:
+            doc = usage_formats.with_key_id(doc, ids_by_name)
+            if isinstance(doc, str):
+                rejected.append({"index": index, "reason": UNKNOWN_KEY, "error": doc})
+                continue
+        if isinstance(doc, BadLine):
+            event: UsageEvent | str = f"line {doc.line} is not valid JSON"
+        elif isinstance(doc, str):
+            event = doc
+        else:
+            event = parse(doc, now=now)
         if isinstance(event, str):
+            if len(items) == 1 and body.lstrip().startswith(b"{"):
+                # One object posted on its own (LiteLLM's ``single`` format):
+                # a malformed one is a malformed request.
+                return event
             rejected.append({"index": index, "reason": INVALID, "error": event})
             continue
         key_id = _resolve(cache, event.key_ref)

@@ -1,6 +1,7 @@
 """Splitting usage bodies and aggregating events (pure: no I/O).
 
-A body is a JSON array of events or NDJSON (one event per line). Each event is
+A body is a JSON array of events, NDJSON (one event per line) or one JSON
+object (one event). Each event is
 then checked on its own by ``keyops.detect.events.parse_event`` (the one
 parser shared with ``keyops replay``): a bad one is named by index and
 skipped, the good ones kept. Aggregation folds events into one row per (key, minute) plus each key's
@@ -35,6 +36,10 @@ def split_body(body: bytes) -> list[Any] | str:
         if not isinstance(doc, list):
             return "body must be a JSON array of events or NDJSON"
         items: list[Any] = doc
+    elif text.startswith(b"{") and isinstance(single := _one_object(text), dict):
+        # One object per request (LiteLLM's generic_api ``log_format: single``),
+        # possibly pretty-printed over several lines.
+        items = [single]
     else:
         items = []
         for number, line in enumerate(text.split(b"\n"), start=1):
@@ -47,6 +52,13 @@ def split_body(body: bytes) -> list[Any] | str:
     if len(items) > MAX_EVENTS:
         return f"too many events in one body ({len(items)}, at most {MAX_EVENTS})"
     return items
+
+
+def _one_object(text: bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
 
 
 @dataclass(frozen=True)
