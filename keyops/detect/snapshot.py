@@ -291,11 +291,30 @@ def restore_engine(engine: Engine, data: bytes, *, configs: ConfigResolver | Non
 
         buffered = [item(r) for r in doc.get("buffered", [])]
         ahead = [item(r) for r in doc.get("ahead", [])]
-        eng = doc["engine"]
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        eng = _engine_part(doc["engine"])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotError(f"snapshot is corrupt ({type(exc).__name__}: {exc})") from None
     _merge(engine, eng, states, buffered, ahead)
     return doc.get("position")
+
+
+def _engine_part(eng: dict[str, Any]) -> dict[str, Any]:
+    """The engine-wide values, checked and typed (so merging cannot fail halfway)."""
+    clock = eng.get("clock")
+    return {
+        "watermark": float(eng.get("watermark", -math.inf)),
+        "max_ts": float(eng.get("max_ts", -math.inf)),
+        "clock": None if clock is None else float(clock),
+        "seq": int(eng.get("seq", 0)),
+        "next_window": int(eng.get("next_window", -1)),
+        "next_coordination": int(eng.get("next_coordination", -1)),
+        "next_housekeeping": int(eng.get("next_housekeeping", -1)),
+        "clusters": {int(k): str(v) for k, v in dict(eng.get("clusters", {})).items()},
+        "seen": {str(k): {str(m) for m in v} for k, v in dict(eng.get("seen", {})).items()},
+        "announced": {str(c) for c in eng.get("announced", ())},
+        "processed": int(eng.get("processed", 0)),
+        "late": int(eng.get("late", 0)),
+    }
 
 
 def _merge(
@@ -307,29 +326,28 @@ def _merge(
 ) -> None:
     for st in states:
         engine.keys[st.meta.key_id] = st
-    engine.watermark = max(engine.watermark, float(eng.get("watermark", -math.inf)))
-    engine._max_ts = max(engine._max_ts, float(eng.get("max_ts", -math.inf)))
-    engine._seq = max(engine._seq, int(eng.get("seq", 0)))
+    engine.watermark = max(engine.watermark, eng["watermark"])
+    engine._max_ts = max(engine._max_ts, eng["max_ts"])
+    engine._seq = max(engine._seq, eng["seq"])
     for name in ("next_window", "next_coordination", "next_housekeeping"):
         ours = getattr(engine, "_" + name)
-        theirs = int(eng.get(name, -1))
+        theirs = eng[name]
         if ours < 0 or (0 <= theirs < ours):
             setattr(engine, "_" + name, theirs)
-    engine._clusters.update(eng.get("clusters", {}))
-    for cid, members in eng.get("seen", {}).items():
+    engine._clusters.update(eng["clusters"])
+    for cid, members in eng["seen"].items():
         engine._seen.setdefault(cid, set()).update(members)
-    engine._announced.update(eng.get("announced", ()))
-    engine.processed += int(eng.get("processed", 0))
-    engine.late += int(eng.get("late", 0))
+    engine._announced.update(eng["announced"])
+    engine.processed += eng["processed"]
+    engine.late += eng["late"]
     # Buffered events: the ordinary buffer (a heap keeps the order whatever
     # the merge), and those ahead of the clock in their own wait.
     engine._heap.extend(buffered)
     heapify(engine._heap)
     engine._ahead._heap.extend(ahead)
     heapify(engine._ahead._heap)
-    clock = eng.get("clock")
-    if clock is not None:
-        engine.tick(float(clock))  # sets the horizon; admits what the clock has reached
+    if eng["clock"] is not None:
+        engine.tick(eng["clock"])  # sets the horizon; admits what the clock has reached
     # Keys with an open window are due at its end (the timer heap is derived).
     for st in states:
         if st.n:
