@@ -16,11 +16,12 @@ floats (exactly, as float64), bytes and maps with integer keys; tuples, sets
 and bytearrays are tagged as extension types so they come back as they were.
 
 Tolerance, so a detector that adds a slot to ``KeyState`` does not break
-the checkpoints already written: key state is stored *by slot name*; on
-restore a fresh ``KeyState`` is built (every slot at its constructor
-default), then each stored slot that still exists is set, converted to the
-type of the default where they differ (a bytearray, a tuple). A slot the
-code no longer has is ignored; a slot the snapshot lacks keeps its default.
+the checkpoints already written: key state is stored *by slot name* (the
+names once, then one row of values per key, in that order); on restore each
+stored slot that still exists is set, converted to the type the code keeps
+it in where msgpack differs (a bytearray, a tuple, a float). A slot the code
+no longer has is ignored; when the snapshot lacks a slot, each key is first
+built by the constructor, so that slot keeps its default.
 Only a different ``FORMAT`` number is refused (:class:`SnapshotError`).
 
 What it holds of a user's data is what the engine holds in memory: prompt
@@ -38,6 +39,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from heapq import heapify
+from operator import attrgetter
 from typing import Any
 
 import msgpack
@@ -125,18 +127,19 @@ class _Tables:
         return i
 
 
-def _key_doc(st: KeyState, tables: _Tables) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for slot in KeyState.__slots__:
-        if slot in _CACHES or not hasattr(st, slot):
-            continue
-        if slot == "meta":
-            doc[slot] = tables.meta(st.meta)
-        elif slot == "cfg":
-            doc[slot] = tables.cfg(st.cfg)
-        else:
-            doc[slot] = getattr(st, slot)
-    return doc
+_SLOTS = frozenset(KeyState.__slots__)
+_STORED = tuple(slot for slot in KeyState.__slots__ if slot not in _CACHES)
+_GET = attrgetter(*_STORED)
+_META_AT = _STORED.index("meta")
+_CFG_AT = _STORED.index("cfg")
+
+
+def _key_row(st: KeyState, tables: _Tables) -> list[Any]:
+    """One key's slots, in ``_STORED`` order (the names are stored once)."""
+    row = list(_GET(st))
+    row[_META_AT] = tables.meta(st.meta)
+    row[_CFG_AT] = tables.cfg(st.cfg)
+    return row
 
 
 def _item_doc(item: tuple[Any, ...], tables: _Tables) -> list[Any]:
@@ -145,9 +148,21 @@ def _item_doc(item: tuple[Any, ...], tables: _Tables) -> list[Any]:
 
 
 def encode_engine(engine: Engine, keys: Iterable[str] | None = None, *, position: Any = None) -> bytes:
-    """The engine's state as bytes: the whole engine, or (``keys``: key
-    ids) only those keys' states and buffered events, with the engine-wide
-    parts (watermark, clock, timers, coordination index) in either case.
+    """The engine's state as snapshot bytes (see :func:`pack_engine`)."""
+    return seal(pack_engine(engine, keys, position=position))
+
+
+def seal(packed: bytes) -> bytes:
+    """Snapshot bytes from :func:`pack_engine`'s output (compression: the
+    slower half of encoding, which needs no lock on the engine)."""
+    return MAGIC + bytes([FORMAT]) + zlib.compress(packed, 6)
+
+
+def pack_engine(engine: Engine, keys: Iterable[str] | None = None, *, position: Any = None) -> bytes:
+    """The engine's state, packed but not compressed (:func:`seal` makes
+    snapshot bytes of it): the whole engine, or (``keys``: key ids) only
+    those keys' states and buffered events, with the engine-wide parts
+    (watermark, clock, timers, coordination index) in either case.
 
     ``position`` is the caller's marker of the last event pushed (any
     msgpack-able value); :func:`restore_engine` returns it. Call it between
@@ -155,7 +170,7 @@ def encode_engine(engine: Engine, keys: Iterable[str] | None = None, *, position
     have been handed on (it always is when ``ingest`` returns)."""
     wanted = None if keys is None else set(keys)
     tables = _Tables()
-    states = [_key_doc(st, tables) for key_id, st in sorted(engine.keys.items()) if wanted is None or key_id in wanted]
+    states = [_key_row(st, tables) for key_id, st in sorted(engine.keys.items()) if wanted is None or key_id in wanted]
 
     def keep(item: tuple[Any, ...]) -> bool:
         return wanted is None or item[4].key_id in wanted
@@ -181,11 +196,12 @@ def encode_engine(engine: Engine, keys: Iterable[str] | None = None, *, position
         },
         "configs": tables.configs,
         "metas": tables.metas,
+        "slots": list(_STORED),
         "keys": states,
         "buffered": buffered,
         "ahead": ahead,
     }
-    return MAGIC + bytes([FORMAT]) + zlib.compress(_pack(doc), 6)
+    return _pack(doc)
 
 
 # ---------------------------------------------------------------- decode --
@@ -229,24 +245,44 @@ def _config(doc: dict[str, Any]) -> DetectorConfig:
     return DetectorConfig(**{k: v for k, v in values.items() if k in names})
 
 
-def _restore_key(doc: dict[str, Any], meta: KeyMeta, cfg: DetectorConfig) -> KeyState:
-    st = KeyState(meta, cfg, float(doc.get("first_ts", 0.0)))
-    for slot, value in doc.items():
-        if slot in ("meta", "cfg") or slot in _CACHES or slot not in _SLOTS:
-            continue
-        default = getattr(st, slot, None)
-        if isinstance(default, bytearray) and not isinstance(value, bytearray):
-            value = bytearray(value)
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        setattr(st, slot, value)
-    st.pairs = None
-    return st
+class _KeyReader:
+    """Rebuilds key states from rows whose columns are the writer's slot
+    names: a slot this code lacks is skipped, a slot the writer lacked keeps
+    its constructor default (the slower path, taken only then)."""
 
+    def __init__(self, slots: list[str]) -> None:
+        self.columns = [(i, name) for i, name in enumerate(slots) if name in _SLOTS and name not in ("meta", "cfg")]
+        self.complete = set(_STORED) <= set(slots)
+        self.first_at = slots.index("first_ts") if "first_ts" in slots else -1
+        self._convert: dict[str, type] | None = None
 
-_SLOTS = frozenset(KeyState.__slots__)
+    def _converters(self, template: KeyState) -> dict[str, type]:
+        """Slots whose values msgpack does not give back as the code keeps them."""
+        if self._convert is None:
+            self._convert = {}
+            for _, name in self.columns:
+                default = getattr(template, name)
+                if isinstance(default, (bytearray, tuple, float)):
+                    self._convert[name] = type(default)
+        return self._convert
+
+    def read(self, row: list[Any], meta: KeyMeta, cfg: DetectorConfig) -> KeyState:
+        if self.complete and self._convert is not None:
+            st = KeyState.__new__(KeyState)
+            st.meta = meta
+            st.cfg = cfg
+        else:
+            first_ts = float(row[self.first_at]) if self.first_at >= 0 else 0.0
+            st = KeyState(meta, cfg, first_ts)
+        convert = self._converters(st)
+        for i, name in self.columns:
+            value = row[i]
+            kind = convert.get(name)
+            if kind is not None and type(value) is not kind:
+                value = kind(value)
+            setattr(st, name, value)
+        st.pairs = None
+        return st
 
 
 def restore_engine(engine: Engine, data: bytes, *, configs: ConfigResolver | None = None) -> Any:
@@ -281,7 +317,12 @@ def restore_engine(engine: Engine, data: bytes, *, configs: ConfigResolver | Non
                 resolved[meta_i] = got
             return got
 
-        states = [_restore_key(k, metas[k["meta"]], cfg_for(k["meta"], k["cfg"])) for k in doc.get("keys", [])]
+        slots = [str(name) for name in doc.get("slots", [])]
+        reader = _KeyReader(slots)
+        meta_at, cfg_at = slots.index("meta"), slots.index("cfg")
+        states = [
+            reader.read(row, metas[row[meta_at]], cfg_for(row[meta_at], row[cfg_at])) for row in doc.get("keys", [])
+        ]
 
         def item(row: list[Any]) -> tuple[Any, ...]:
             seq, fields_, meta_i, cfg_i = row

@@ -211,7 +211,9 @@ class DetectionService:
         with self._lock:
             engine = self.engine
             position = f"event {engine._seq} at {iso(engine._max_ts) if engine._max_ts > -math.inf else '-'}"
-            return snapshot.encode_engine(engine, position=position), position, len(engine.keys)
+            packed = snapshot.pack_engine(engine, position=position)
+            keys = len(engine.keys)
+        return snapshot.seal(packed), position, keys
 
     def restore(self, data: bytes) -> str:
         """Replace the engine with a fresh one restored from ``data``; each
