@@ -93,7 +93,7 @@ def test_learned_keys_come_back_learned(app: App) -> None:
     assert {k: st.vol_n for k, st in keys.items()} == {k: st.vol_n for k, st in app.detection.engine.keys.items()}
 
 
-@pytest.mark.parametrize("data", [b"garbage", b"KOCK\x09" + b"\x00" * 40, b"KOCK\x01" + b"\x78\x9c" + b"\xff" * 100])
+@pytest.mark.parametrize("data", [b"KOCK\x09" + b"\x00" * 40, b"KOCK\x01" + b"\x78\x9c" + b"\xff" * 100])
 def test_a_bad_checkpoint_is_one_line_and_a_fresh_start(
     app: App, data: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -121,3 +121,20 @@ def test_a_bad_checkpoint_is_one_line_and_a_fresh_start(
 def test_no_checkpoint_yet_starts_learning(app: App) -> None:
     assert not EngineCheckpoints(app.sessions, app.detection, name="never-written").restore()
     assert not app.detection.engine.keys
+
+
+def test_the_scheduler_checkpoints_when_it_stops(app: App) -> None:
+    from keyops.api.metrics import Metrics
+    from keyops.scheduler import Scheduler
+
+    _feed(app.detection, extraction.stream(_issue(app, 1), hours=0.05))
+    assert app.checkpoints is not None  # detection.checkpoint_every defaults to 30s
+    scheduler = Scheduler(app, worker_id="t", metrics=Metrics(), stop_timeout=5)
+    scheduler.start()
+    scheduler.stop()  # long before the first periodic checkpoint
+    with app.sessions() as session:
+        row = session.execute(select(models.DetectionCheckpoint)).scalar_one()
+    assert row.name == "local" and row.keys == 1 and row.size == len(row.data)
+    restarted = app.detection.replay_session(dry_run=False)
+    assert EngineCheckpoints(app.sessions, restarted).restore()
+    assert list(restarted.engine.keys) == list(app.detection.engine.keys)
