@@ -51,11 +51,18 @@ class EngineCheckpoints:
         self._sessions = sessions
         self._detection = detection
         self.name = name
+        #: The engine revision last written (or restored): an idle engine is not written again.
+        self._written: tuple[float, ...] | None = None
 
-    def save(self) -> Written | None:
-        """Write the engine's state now; ``None`` (logged) when the database
-        refused it: the previous checkpoint stays, and the next run tries again."""
+    def save(self, *, force: bool = False) -> Written | None:
+        """Write the engine's state now (unless it has not changed since the
+        last checkpoint, and not ``force``); ``None`` when nothing was
+        written, or (logged) when the database refused it: the previous
+        checkpoint stays, and the next run tries again."""
         started = time.monotonic()
+        revision = self._detection.revision()
+        if revision == self._written and not force:
+            return None
         data, position, keys = self._detection.snapshot()
         values = {
             "format": FORMAT,
@@ -90,6 +97,7 @@ class EngineCheckpoints:
                 extra={"checkpoint": self.name, "error": type(exc).__name__},
             )
             return None
+        self._written = revision
         return Written(position, keys, len(data), time.monotonic() - started)
 
     def restore(self) -> bool:
@@ -122,6 +130,7 @@ class EngineCheckpoints:
             )
             return False
         engine = self._detection.engine
+        self._written = self._detection.revision()
         log.info(
             "detection state restored",
             extra={

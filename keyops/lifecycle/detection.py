@@ -215,6 +215,13 @@ class DetectionService:
             keys = len(engine.keys)
         return snapshot.seal(packed), position, keys
 
+    def revision(self) -> tuple[float, ...]:
+        """Changes whenever the engine's state may have: events taken or
+        processed, event-time timers fired (windows closed, baselines learned)."""
+        with self._lock:
+            e = self.engine
+            return (e._seq, e.processed, e.late, e._next_window, e._next_coordination, e._next_housekeeping)
+
     def restore(self, data: bytes) -> str:
         """Replace the engine with a fresh one restored from ``data``; each
         key takes its profile as it is now. Raises ``SnapshotError`` (the
