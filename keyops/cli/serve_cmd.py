@@ -163,8 +163,6 @@ def serve(
         # stopped; hand them back right before the process ends.
         if api_state.scheduler is not None:
             api_state.scheduler.jobs.release_leases()
-        if application.checkpoints is not None:
-            application.checkpoints.save()
 
     server.before_exit = release_leases
     scheme = "https" if tls else "http"
