@@ -168,6 +168,8 @@ def pack_engine(engine: Engine, keys: Iterable[str] | None = None, *, position: 
     msgpack-able value); :func:`restore_engine` returns it. Call it between
     ingests (under the service's lock): what a release produced early must
     have been handed on (it always is when ``ingest`` returns)."""
+    if engine._early is not None:
+        raise ValueError("the engine holds output not handed on yet: snapshot it between ingests")
     wanted = None if keys is None else set(keys)
     tables = _Tables()
     states = [_key_row(st, tables) for key_id, st in sorted(engine.keys.items()) if wanted is None or key_id in wanted]
@@ -292,7 +294,8 @@ def restore_engine(engine: Engine, data: bytes, *, configs: ConfigResolver | Non
     already holds keys (a worker taking over one more partition), it
     merges: the snapshot's keys replace the engine's states of those keys,
     its buffered events join the buffer, the coordination index is united,
-    and the watermark, clock and counters take the larger value.
+    the watermark, clock and timers take the larger (timers: the
+    earlier pending) value, and the event counters add up.
 
     ``configs`` gives each key's current detector configuration (a profile
     edited while the engine was down applies at once); without it, or when
