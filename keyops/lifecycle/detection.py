@@ -267,12 +267,14 @@ class DetectionService:
             log.warning("findings not stored", extra={"count": len(out.findings), "error": type(exc).__name__})
         for action in out.actions:
             try:
-                if id(action.finding) in replayed and self.findings.applied_before(action):
+                done = self.findings.applied_before(action) if id(action.finding) in replayed else None
+                if done:
                     # Events replayed after a restart from a checkpoint: this
-                    # decision was taken (and audited) before the restart.
+                    # decision was taken, audited and acted on before it.
                     action.outcome = "already applied before a restart"
                     continue
-                self.findings.apply(action)
+                # done is False: audited, then the process died before acting.
+                self.findings.apply(action, audited=done is False)
             except SQLAlchemyError as exc:
                 action.outcome = "not applied: the inventory refused the change"
                 log.warning("detector action failed", extra={"key_id": action.key_id, "error": type(exc).__name__})

@@ -203,19 +203,41 @@ class FindingService:
         f.id = found
         return True
 
-    def applied_before(self, action: ActionRecord) -> bool:
-        """Whether the decision on this action's (stored) finding was already
-        audited, so acted on: true for an action replayed after a restart."""
+    def applied_before(self, action: ActionRecord) -> bool | None:
+        """For an action replayed after a restart: ``None`` when its decision
+        was never audited (apply it as new), ``True`` when it was audited and
+        its effect holds (the key is suspended or revoked, a rotation was
+        started after the decision), ``False`` when it was audited but the
+        process died before acting (apply it again without a second audit
+        record). Looking at the effect, not only at the audit log, is what
+        keeps a kill between the two from losing the action."""
         finding_id = action.finding.id
         if finding_id is None:
-            return False
+            return None
         with self._sessions() as session:
             rows = session.execute(
-                select(models.AuditEvent.details).where(
+                select(models.AuditEvent.details, models.AuditEvent.at).where(
                     models.AuditEvent.key_id == action.key_id, models.AuditEvent.action == "detection.action"
                 )
-            ).scalars()
-            return any(isinstance(d, dict) and d.get("finding_id") == finding_id for d in rows)
+            ).all()
+            audited = [at for d, at in rows if isinstance(d, dict) and d.get("finding_id") == finding_id]
+            if not audited:
+                return None
+            if action.enforcement != "enforce" or action.action == "notify":
+                return True
+            key = session.get(models.Key, action.key_id)
+            if key is None:
+                return True
+            if action.action == "suspend":
+                return key.state in ("suspended", "revoked")
+            if action.action == "revoke":
+                return key.state == "revoked"
+            started = session.execute(
+                select(models.Rotation.id).where(
+                    models.Rotation.key_id == action.key_id, models.Rotation.created_at >= min(audited)
+                )
+            ).first()
+            return started is not None
 
     @staticmethod
     def _case_of(session: Session, f: FindingRecord, by_subject: dict[tuple[str, str | None], str]) -> str | None:
@@ -272,9 +294,11 @@ class FindingService:
             },
         )
 
-    def apply(self, action: ActionRecord) -> None:
+    def apply(self, action: ActionRecord, *, audited: bool = False) -> None:
         """Audit the decision with its evidence, then act (only in enforce
-        mode). ``notify`` acts on nothing: people hear through the case."""
+        mode). ``notify`` acts on nothing: people hear through the case.
+        ``audited``: the decision is already in the audit log (a replay after
+        a restart that died before acting), so only act."""
         enforce = action.enforcement == "enforce"
         reason = _short(f"detector: {action.reason}")
         with self._sessions.begin() as session:
@@ -283,23 +307,24 @@ class FindingService:
             except NotFoundError:
                 action.outcome = "key no longer exists"
                 return
-            audit.append(
-                session,
-                actor=ACTOR,
-                action="detection.action",
-                key_id=key.id,
-                key_name=key.name,
-                reason=reason,
-                details={
-                    "action": action.action,
-                    "severity": action.severity,
-                    "enforcement": action.enforcement,
-                    "applied": enforce and action.action != "notify",
-                    "finding_id": action.finding.id,
-                    "at": iso(action.at),
-                    "evidence": action.finding.evidence,
-                },
-            )
+            if not audited:
+                audit.append(
+                    session,
+                    actor=ACTOR,
+                    action="detection.action",
+                    key_id=key.id,
+                    key_name=key.name,
+                    reason=reason,
+                    details={
+                        "action": action.action,
+                        "severity": action.severity,
+                        "enforcement": action.enforcement,
+                        "applied": enforce and action.action != "notify",
+                        "finding_id": action.finding.id,
+                        "at": iso(action.at),
+                        "evidence": action.finding.evidence,
+                    },
+                )
             if action.action == "rotate" and enforce and self._rotator() is None:
                 audit.append(
                     session,

@@ -138,3 +138,30 @@ def test_the_scheduler_checkpoints_when_it_stops(app: App) -> None:
     restarted = app.detection.replay_session(dry_run=False)
     assert EngineCheckpoints(app.sessions, restarted).restore()
     assert list(restarted.engine.keys) == list(app.detection.engine.keys)
+
+
+def test_a_decision_audited_before_a_crash_is_still_acted_on(app: App) -> None:
+    """A kill between the audit record and the suspension: after the restart
+    the replayed decision finds its audit record but not its effect, so it
+    suspends the key, without a second audit record of the decision."""
+    events = extraction.stream(_issue(app), hours=0.6, gap=4.0)
+    cut = next(i for i, e in enumerate(events) if e.ts >= extraction.T0 + 420)
+    checkpoints = EngineCheckpoints(app.sessions, app.detection, name="local")
+    _feed(app.detection, events[:cut])
+    assert checkpoints.save() is not None
+    _, actions = _feed(app.detection, events[cut:])
+    suspended = sorted({a.key_id for a in actions if a.action == "suspend" and a.applied})
+    assert suspended, "the events after the cut suspend keys"
+    # What the crash left: the decisions audited, the keys never suspended.
+    with app.sessions.begin() as session:
+        session.execute(update(models.Key).where(models.Key.id.in_(suspended)).values(state="active"))
+    before = _counts(app)
+    assert before["suspended"] == 0
+
+    restarted = app.detection.replay_session(dry_run=False)
+    assert EngineCheckpoints(app.sessions, restarted, name="local").restore()
+    _, again = _feed(restarted, events[cut:])
+    after = _counts(app)
+    assert after["suspended"] == len(suspended)
+    assert after["actions"] == before["actions"], "the decision is audited once"
+    assert {a.key_id for a in again if a.action == "suspend" and a.outcome == "done"} == set(suspended)
