@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keyops.api import ops
+from keyops.api import admin, ops
 from keyops.api.alerts import alerts_endpoint
 from keyops.api.body_timeout import BODY_TIMEOUT_MESSAGE, BodyDeadlines, BodyTimeoutError, send_timeout_response
 from keyops.api.cache_sync import CacheSync
@@ -73,6 +73,8 @@ class CountRequests:
             return
         path: str = scope["path"]
         route = _ROUTES.get(path) or ("/v1/alerts/{source}" if path.startswith("/v1/alerts/") else "other")
+        if route == "other" and path.startswith("/v1/admin/"):
+            route = "/v1/admin/*"
         status = 500
         started = False
 
@@ -188,6 +190,7 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
         Route("/metrics", ops.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", ops.openapi, methods=["GET"]),
         Route("/v1/ping", ops.ping, methods=["GET"]),
+        *admin.routes(),
     ]
     starlette = Starlette(
         routes=routes,

@@ -137,3 +137,22 @@ class KeyView:
             doc["versions"] = [v.to_document() for v in self.versions]
             doc["destinations"] = list(self.destinations)
         return doc
+
+
+def issued_document(view: KeyView, plaintext: str | None) -> dict[str, Any]:
+    """What issuing a key answers (``keys issue --json``, ``POST /v1/admin/keys``):
+    the plaintext ``key`` once, or null when it is only in the destinations."""
+    current = view.current_version
+    return {
+        "id": view.id,
+        "name": view.name,
+        "owner": view.owner,
+        "profile": view.profile,
+        "policy": view.policy,
+        "state": view.state,
+        "key": plaintext,
+        "display_prefix": current.display_prefix if current else None,
+        "version": current.number if current else None,
+        "destinations": list(view.destinations),
+        "created_at": iso(view.created_at),
+    }
