@@ -28,6 +28,7 @@ from keyops.api.auth import caller_for
 from keyops.api.cache_sync import Caller
 from keyops.api.state import ApiState, json_error
 from keyops.api.usage import BodyTooLarge, read_body
+from keyops.domain.actors import api_actor
 from keyops.domain.redact import redact
 from keyops.errors import (
     ConfigError,
@@ -69,13 +70,6 @@ def status_of(exc: KeyOpsError) -> int:
 
 def json_response(doc: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type=_JSON, headers=dict(headers or {}))
-
-
-def api_actor(token_name: str, client: str, note: str | None) -> str:
-    """The audit actor of a request: the token the server authenticated and
-    the address it came from; a client's note (``--actor``) only follows it."""
-    actor = f"token:{token_name}@{client}"
-    return f"{actor} note={note}" if note else actor
 
 
 @dataclass(frozen=True)
