@@ -156,3 +156,22 @@ def issued_document(view: KeyView, plaintext: str | None) -> dict[str, Any]:
         "destinations": list(view.destinations),
         "created_at": iso(view.created_at),
     }
+
+
+def delivery_document(row: Any) -> dict[str, Any]:
+    """One outbox delivery (``events list --json``, ``GET /v1/admin/events``)."""
+    return {
+        "delivery_id": row.id,
+        "event_id": row.event_id,
+        "seq": row.event_seq,
+        "type": row.type,
+        "key_id": row.key_id,
+        "key_name": row.key_name,
+        "sink": row.sink,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at) if row.status == "pending" else None,
+        "delivered_at": iso(row.delivered_at),
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from keyops.api.admin import audit, findings, keys, rotations, tokens
+from keyops.api.admin import audit, findings, keys, operations, rotations, specs, tokens
 
 PREFIX = "/v1/admin"
 
@@ -33,6 +33,7 @@ def routes() -> list[Route]:
         Route(f"{p}/keys/{{key:path}}", keys.update_key, methods=["PATCH"]),
         Route(f"{p}/rotations", rotations.list_rotations, methods=["GET"]),
         Route(f"{p}/rotations/resume", rotations.resume_rotations, methods=["POST"]),
+        Route(f"{p}/rotations/due", rotations.rotate_due, methods=["POST"]),
         Route(f"{p}/rotations/{{rotation_id}}", rotations.show_rotation, methods=["GET"]),
         Route(f"{p}/findings", findings.list_findings, methods=["GET"]),
         Route(f"{p}/findings/{{finding_id}}", findings.show_finding, methods=["GET"]),
@@ -45,4 +46,11 @@ def routes() -> list[Route]:
         Route(f"{p}/tokens", tokens.list_tokens, methods=["GET"]),
         Route(f"{p}/tokens", tokens.create_token, methods=["POST"]),
         Route(f"{p}/tokens/{{name}}", tokens.revoke_token, methods=["DELETE"]),
+        Route(f"{p}/profiles", specs.list_profiles, methods=["GET"]),
+        Route(f"{p}/profiles/{{name}}", specs.show_profile, methods=["GET"]),
+        Route(f"{p}/policies", specs.list_policies, methods=["GET"]),
+        Route(f"{p}/policies/{{name}}", specs.show_policy, methods=["GET"]),
+        Route(f"{p}/specs", specs.apply_specs, methods=["POST"]),
+        Route(f"{p}/reconcile", operations.reconcile, methods=["POST"]),
+        Route(f"{p}/events", operations.list_events, methods=["GET"]),
     ]

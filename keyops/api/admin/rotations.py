@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from keyops.api.admin.access import ACT, READ, Need
 from keyops.api.admin.http import AdminRequest, endpoint, int_param, json_response
+from keyops.errors import InvalidInputError
 from keyops.lifecycle.rotation_result import RotationResult
 
 LIST = Need("GET /v1/admin/rotations", READ)
@@ -54,3 +55,30 @@ async def resume_rotations(req: AdminRequest) -> Response:
         limit=10000,
     )
     return json_response(summary(results))
+
+
+DUE = Need("POST /v1/admin/rotations/due", ACT)
+
+
+def _rotate_due(req: AdminRequest, limit: int) -> list[RotationResult]:
+    engine = req.state.app.rotations
+    results: list[RotationResult] = []
+    while len(results) < limit:
+        batch = engine.rotate_due(limit=min(100, limit - len(results)))
+        if not batch:
+            break
+        results.extend(batch)
+    return results
+
+
+@endpoint
+async def rotate_due(req: AdminRequest) -> Response:
+    """``keys rotate --due``: every key whose policy says it is due (at most
+    ``limit``), each exactly once across replicas; 200 with the summary."""
+    req.allow(DUE)
+    req.query(())
+    doc = await req.body({"limit": int})
+    limit = doc.get("limit", 10000)
+    if not 1 <= limit <= 100000:
+        raise InvalidInputError("field 'limit' must be an integer from 1 to 100000")
+    return json_response(summary(await req.call(_rotate_due, req, limit)))

@@ -227,6 +227,37 @@ SCHEMAS: dict[str, Any] = {
     "CreatedToken": _obj({"name": S, "token": S, "scopes": STRS}, ["name", "token", "scopes"], closed=False),
 }
 
+SCHEMAS["ReconcileReport"] = _obj(
+    {
+        "ok": {"type": "boolean"},
+        "rows": {
+            "type": "array",
+            "items": _obj({"key": S, "destination": S, "status": S, "detail": S, "repaired": {"type": "boolean"}}),
+        },
+    },
+    ["ok", "rows"],
+    closed=False,
+)
+SCHEMAS["Delivery"] = _obj(
+    {
+        "delivery_id": S,
+        "event_id": S,
+        "seq": {"type": "integer"},
+        "type": S,
+        "key_id": NS,
+        "key_name": NS,
+        "sink": S,
+        "status": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+        "attempts": {"type": "integer"},
+        "next_attempt_at": NT,
+        "delivered_at": NT,
+        "last_error": NS,
+        "created_at": NT,
+    },
+    closed=False,
+)
+_SPEC = {"type": "object", "description": "The profile's or policy's document, with builtin in lists."}
+
 _ERR = {"content": {"application/json": {"schema": ref("Error")}}}
 
 
@@ -470,6 +501,85 @@ PATHS: dict[str, Any] = {
             "admin",
             {"204": {"description": "Revoked."}, **_errors(404, 409)},
             parameters=[_p("name", "Token name."), _q("reason", "Why: recorded in the audit log.")],
+        )
+    },
+    "/v1/admin/rotations/due": {
+        "post": _op(
+            "Rotate every key whose policy says it is due (keys rotate --due)",
+            _ACT,
+            {"200": _json(ref("RotationSummary"), "failed > 0 is where the CLI exits 8."), **_errors()},
+            requestBody=_body(_obj({"limit": {"type": "integer", "minimum": 1, "maximum": 100000}})),
+        )
+    },
+    "/v1/admin/profiles": {
+        "get": _op(
+            "List usage profiles",
+            _READ,
+            {"200": _json({"type": "array", "items": _SPEC}, "profiles list --json."), **_errors()},
+        )
+    },
+    "/v1/admin/profiles/{name}": {
+        "get": _op(
+            "One profile with the detector settings it really uses",
+            _READ,
+            {"200": _json(_SPEC, "profiles show --json."), **_errors(404)},
+            parameters=[_p("name", "Profile name.")],
+        )
+    },
+    "/v1/admin/policies": {
+        "get": _op(
+            "List rotation policies",
+            _READ,
+            {"200": _json({"type": "array", "items": _SPEC}, "policies list --json."), **_errors()},
+        )
+    },
+    "/v1/admin/policies/{name}": {
+        "get": _op(
+            "One rotation policy",
+            _READ,
+            {"200": _json(_SPEC, "policies show --json."), **_errors(404)},
+            parameters=[_p("name", "Policy name.")],
+        )
+    },
+    "/v1/admin/specs": {
+        "post": _op(
+            "Create or update profiles and policies from a TOML document ([profiles.NAME], [policies.NAME])",
+            "admin",
+            {
+                "200": _json(
+                    {"type": "array", "items": _obj({"kind": S, "name": S, "result": S}, ["kind", "name", "result"])},
+                    "result: created, updated, unchanged, or valid (dry run).",
+                ),
+                **_errors(413),
+            },
+            parameters=[_q("dry_run", "true: validate only, change nothing.", {"type": "boolean"})],
+            requestBody={"required": True, "content": {"application/toml": {"schema": S}}},
+        )
+    },
+    "/v1/admin/reconcile": {
+        "post": _op(
+            "Compare the inventory with what the stores hold; repair: re-deliver where it drifted",
+            _ACT,
+            {
+                "200": _json(ref("ReconcileReport"), "No drift (reconcile --json)."),
+                "409": _json(
+                    _obj({"error": S, "report": ref("ReconcileReport")}, ["error", "report"], closed=False),
+                    "Drift remains (the CLI exits 5).",
+                ),
+                **_errors(502),
+            },
+            requestBody=_body(_obj({"repair": {"type": "boolean"}})),
+        )
+    },
+    "/v1/admin/events": {
+        "get": _op(
+            "The newest outbox deliveries (events list)",
+            _READ,
+            {"200": _json({"type": "array", "items": ref("Delivery")}, "events list --json."), **_errors()},
+            parameters=[
+                _q("status", "pending, delivered or dead."),
+                _q("limit", "At most this many (default 100).", {**_LIMIT, "maximum": 100000}),
+            ],
         )
     },
 }
