@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 from sqlalchemy import select
@@ -230,9 +231,10 @@ def send(client: TestClient, method: str, path: str, body: Any, headers: dict[st
 
 
 def test_role_matrix(app: App, client: TestClient, tokens: dict[str, str]) -> None:
-    """Each role against each route: allowed (and a change is audited under
-    the token's name and the client's address), or 403 naming the roles the
-    route needs, with nothing changed."""
+    """Each role against each route: allowed (a change audited under the
+    token's name and the client's address; the answer matching its schema in
+    /openapi.json), or 403 naming the roles the route needs, nothing changed."""
+    doc = orjson.loads(orjson.dumps(client.get("/openapi.json").json()).replace(b"#/components/schemas/", b"#/$defs/"))
     for case, role in itertools.product(CASES, ROLES):
         ctx = case.setup(app)
         before = snapshot(app)
@@ -241,6 +243,9 @@ def test_role_matrix(app: App, client: TestClient, tokens: dict[str, str]) -> No
         where = f"{case.name} as {role}: {response.status_code} {response.text[:300]}"
         if role in case.allowed:
             assert response.status_code == case.status, where
+            schema = response_schema(doc, _template(method, path), method.lower(), case.status)
+            if schema is not None:
+                jsonschema.Draft202012Validator(schema).validate(response.json())
             if case.changes:
                 assert head_seq(app) > before[0], where
                 with app.sessions() as session:
@@ -386,17 +391,44 @@ def test_answers_are_the_cli_documents(app: App, client: TestClient, tokens: dic
 
 
 def test_openapi_lists_every_admin_route(client: TestClient) -> None:
+    """The document is valid OpenAPI 3.1 and its admin paths are exactly the routes."""
+    from openapi_spec_validator import validate
+
     from keyops.api import admin
 
-    paths = client.get("/openapi.json").json()["paths"]
+    doc = client.get("/openapi.json").json()
+    validate(doc)
+    documented = {
+        (path, method) for path, ops in doc["paths"].items() if path.startswith("/v1/admin/") for method in ops
+    }
+    served = {
+        (route.path.replace("{key:path}", "{key}"), method.lower())
+        for route in admin.routes()
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert documented == served
+    for path, method in served:
+        operation = doc["paths"][path][method]
+        assert any(code in operation["responses"] for code in ("200", "201", "204")), (path, method)
+        assert "403" in operation["responses"] and "400" in operation["responses"], (path, method)
+
+
+def response_schema(doc: dict[str, Any], route: str, method: str, status: int) -> dict[str, Any] | None:
+    """The documented JSON schema of one answer, references inlined."""
+    answer = doc["paths"][route][method]["responses"].get(str(status), {})
+    schema = answer.get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    return {**schema, "$defs": doc["components"]["schemas"]}
+
+
+def _template(method: str, path: str) -> str:
+    """The OpenAPI path a request was routed to (key names hold slashes)."""
+    from keyops.api import admin
+
+    bare = path.split("?")[0]
     for route in admin.routes():
-        template = route.path.replace("{key:path}", "{key}")
-        assert template in paths, template
-        for method in route.methods or ():
-            if method == "HEAD":
-                continue
-            operation = paths[template][method.lower()]
-            assert operation["responses"], template
-            assert (
-                "200" in operation["responses"] or "201" in operation["responses"] or "204" in operation["responses"]
-            ), template
+        if method in (route.methods or ()) and route.path_regex.match(bare):
+            return route.path.replace("{key:path}", "{key}")
+    raise AssertionError(path)
