@@ -72,3 +72,17 @@ def verify_report(
         "expected_head_problem": result.anchor_problem,
     }
     return doc, failure
+
+
+def head_document(sessions: sessionmaker[Session]) -> dict[str, Any]:
+    """``audit head --json``: the chain's head, to anchor outside the database."""
+    with sessions() as session:
+        head = audit.head(session)
+    return {
+        "seq": head.seq,
+        "hash": head.hash,
+        "anchor": f"{head.seq}:{head.hash}",
+        "hash_alg": head.hash_alg,
+        "seal_key_id": head.seal_key_id,
+        "at": head.at.isoformat(timespec="microseconds") if head.at else None,
+    }

@@ -205,6 +205,8 @@ CASES = [
     Case(
         "audit verify", lambda a: {}, lambda c: ("GET", "/v1/admin/audit/verify", None), frozenset({"admin", "auditor"})
     ),
+    Case("audit head", lambda a: {}, lambda c: ("GET", "/v1/admin/audit/head", None), frozenset({"admin", "auditor"})),
+    Case("cases list", lambda a: {}, lambda c: ("GET", "/v1/admin/cases?status=open", None), READERS),
     Case("tokens list", lambda a: {}, lambda c: ("GET", "/v1/admin/tokens", None), frozenset({"admin", "auditor"})),
     Case(
         "tokens create",
@@ -339,6 +341,7 @@ def test_bad_input_is_refused_and_changes_nothing(app: App, client: TestClient, 
         ("POST", "/v1/admin/specs", b'[policies.bad]\nrotate_every = "soon"\n', 400, "body"),
         ("GET", "/v1/admin/profiles/nope", None, 404, "nope"),
         ("GET", "/v1/admin/events?status=lost", None, 400, "unknown status"),
+        ("GET", "/v1/admin/cases/nope", None, 404, "nope"),
         ("POST", "/v1/admin/rotations/due", {"limit": 0}, 400, "limit"),
     ]
     for method, path, body, status, words in cases:

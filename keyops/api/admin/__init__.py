@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from keyops.api.admin import audit, findings, keys, operations, rotations, specs, tokens
+from keyops.api.admin import audit, cases, findings, keys, operations, rotations, specs, tokens
 
 PREFIX = "/v1/admin"
 
@@ -43,6 +43,9 @@ def routes() -> list[Route]:
         ),
         Route(f"{p}/audit", audit.list_audit, methods=["GET"]),
         Route(f"{p}/audit/verify", audit.verify_audit, methods=["GET"]),
+        Route(f"{p}/audit/head", audit.audit_head, methods=["GET"]),
+        Route(f"{p}/cases", cases.list_cases, methods=["GET"]),
+        Route(f"{p}/cases/{{case_id}}", cases.show_case, methods=["GET"]),
         Route(f"{p}/tokens", tokens.list_tokens, methods=["GET"]),
         Route(f"{p}/tokens", tokens.create_token, methods=["POST"]),
         Route(f"{p}/tokens/{{name}}", tokens.revoke_token, methods=["DELETE"]),

@@ -38,3 +38,13 @@ async def verify_audit(req: AdminRequest) -> Response:
     if failure is not None:
         doc["error"] = failure.message
     return json_response(doc)
+
+
+HEAD = Need("GET /v1/admin/audit/head", AUDIT)
+
+
+@endpoint
+async def audit_head(req: AdminRequest) -> Response:
+    req.allow(HEAD)
+    req.query(())
+    return json_response(await req.call(audit_log.head_document, req.state.app.sessions))

@@ -582,4 +582,40 @@ PATHS: dict[str, Any] = {
             ],
         )
     },
+    "/v1/admin/audit/head": {
+        "get": _op(
+            "The chain's head, SEQ:HASH, to anchor outside the database",
+            "admin, auditor",
+            {
+                "200": _json(
+                    _obj(
+                        {"seq": NI, "hash": NS, "anchor": S, "hash_alg": NS, "seal_key_id": NS, "at": NS},
+                        ["seq", "hash", "anchor"],
+                        closed=False,
+                    ),
+                    "audit head --json.",
+                ),
+                **_errors(),
+            },
+        )
+    },
+    "/v1/admin/cases": {
+        "get": _op(
+            "List cases, most recent first",
+            _READ,
+            {"200": _json({"type": "array", "items": {"type": "object"}}, "cases list --json."), **_errors()},
+            parameters=[
+                _q("status", "open, acknowledged or closed."),
+                _q("limit", "At most this many (default 100).", {**_LIMIT, "maximum": 10000}),
+            ],
+        )
+    },
+    "/v1/admin/cases/{case_id}": {
+        "get": _op(
+            "One case with its findings",
+            _READ,
+            {"200": _json({"type": "object"}, "cases show --json."), **_errors(404)},
+            parameters=[_p("case_id", "Case id.")],
+        )
+    },
 }
