@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keyops.api import ops
+from keyops.api import admin, ops
 from keyops.api.alerts import alerts_endpoint
 from keyops.api.authz import PREFIX as AUTHZ_PREFIX
 from keyops.api.authz import AuthzFastPath
@@ -113,6 +113,8 @@ def _prefixed(path: str) -> str:
         return "/v1/alerts/{source}"
     if path.startswith(AUTHZ_PREFIX + "/"):
         return "/v1/authz"
+    if path.startswith("/v1/admin/"):
+        return "/v1/admin/*"
     return "other"
 
 
@@ -205,6 +207,7 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
         Route("/metrics", ops.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", ops.openapi, methods=["GET"]),
         Route("/v1/ping", ops.ping, methods=["GET"]),
+        *admin.routes(),
     ]
     starlette = Starlette(
         routes=routes,

@@ -300,3 +300,10 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+# The admin API (/v1/admin/): its paths and schemas live with its routes.
+from keyops.api.admin.schemas import PATHS as _ADMIN_PATHS  # noqa: E402
+from keyops.api.admin.schemas import SCHEMAS as _ADMIN_SCHEMAS  # noqa: E402
+
+DOCUMENT["components"]["schemas"].update(_ADMIN_SCHEMAS)
+DOCUMENT["paths"].update(_ADMIN_PATHS)

@@ -24,7 +24,8 @@ def create(
         typer.Option(
             "--scopes",
             "-s",
-            help="Comma-separated: verify, usage, admin, alerts:standard|alertmanager|grafana, alerts:*.",
+            help="Comma-separated: verify, usage, admin, operator, auditor, owner:<owner>, "
+            "alerts:standard|alertmanager|grafana, alerts:*.",
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help='Print {"name", "token", "scopes"}.')] = False,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
+
+from keyops.errors import InvalidInputError
 
 _PART = re.compile(r"(\d+)([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -42,3 +45,22 @@ def format_duration(seconds: int) -> str:
             count, seconds = divmod(seconds, size)
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def parse_expiry(value: str | None, now: datetime, *, label: str = "--expires") -> datetime | None:
+    """An end of life given as an ISO 8601 time with a zone or as a duration
+    from ``now`` (``90d``); the same words for the CLI and the admin API."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return now + timedelta(seconds=parse_duration(value))
+        except ValueError:
+            raise InvalidInputError(
+                f"{label} {value!r} is neither an ISO 8601 time (2027-01-31T00:00Z) nor a duration (90d)"
+            ) from None
+    if moment.tzinfo is None:
+        raise InvalidInputError(f"{label} {value!r} has no time zone: add Z or +00:00")
+    return moment

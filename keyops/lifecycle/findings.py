@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from keyops import audit
 from keyops.detect.model import ActionRecord, CaseNotice, FindingRecord, iso
 from keyops.domain.redact import redact, redact_value
-from keyops.errors import InvalidInputError, KeyOpsError, NotFoundError
+from keyops.errors import InvalidInputError, InvalidStateError, KeyOpsError, NotFoundError
 from keyops.inventory import models
 from keyops.inventory.types import storable, utcnow
 from keyops.lifecycle import cases
@@ -381,3 +381,42 @@ class FindingService:
                 raise NotFoundError(f"no finding with id {finding_id!r} (see keyops findings list)")
             name = session.execute(select(models.Key.name).where(models.Key.id == row.key_id)).scalar_one_or_none()
             return finding_document(row, name)
+
+    # -------------------------------------------------------------- review --
+
+    def review(self, finding_id: str, decision: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """A person's verdict on a finding: ``acknowledge`` (seen, being
+        handled) or ``dismiss`` (not a problem, and why). Audited with the
+        reason; a dismissed finding is final, so dismissing it again or
+        acknowledging it is a conflict. The finding's decision (rotate,
+        suspend...) is not undone: that is a key action of its own."""
+        if decision not in _REVIEWS:
+            raise InvalidInputError(f"unknown decision {decision!r}: use acknowledge or dismiss")
+        if len(reason) > 1000:
+            raise InvalidInputError(f"reason is too long ({len(reason)} characters, at most 1000)")
+        if decision == "dismiss" and not reason.strip():
+            raise InvalidInputError("dismissing a finding needs a reason: say why it is not a problem")
+        target = _REVIEWS[decision]
+        with self._sessions.begin() as session:
+            row = session.get(models.Finding, finding_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"no finding with id {finding_id!r} (see keyops findings list)")
+            if row.status == "dismissed" or row.status == target:
+                raise InvalidStateError(f"finding {finding_id} is already {row.status}")
+            previous = row.status
+            row.status = target
+            name = session.execute(select(models.Key.name).where(models.Key.id == row.key_id)).scalar_one_or_none()
+            audit.append(
+                session,
+                actor=actor,
+                action=f"finding.{target}",
+                key_id=row.key_id,
+                key_name=name,
+                reason=reason,
+                details={"finding_id": row.id, "detector": row.detector, "from": previous, "to": target},
+            )
+            session.flush()
+            return finding_document(row, name)
+
+
+_REVIEWS = {"acknowledge": "acknowledged", "dismiss": "dismissed"}

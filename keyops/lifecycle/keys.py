@@ -266,7 +266,10 @@ class KeyService:
         profile: str | None = None,
         limit: int = 1000,
         offset: int = 0,
+        after: str | None = None,
     ) -> list[KeyView]:
+        """Keys in name order; ``after`` starts past that name (keyset
+        pagination: each page is one index range scan, however deep)."""
         if state is not None and state not in {s.value for s in KeyState}:
             raise InvalidInputError(f"unknown state {state!r}: use one of {', '.join(s.value for s in KeyState)}")
         stmt = select(models.Key).options(selectinload(models.Key.versions), selectinload(models.Key.destinations))
@@ -276,6 +279,8 @@ class KeyService:
             stmt = stmt.where(models.Key.state == state)
         if profile:
             stmt = stmt.where(models.Key.profile == profile)
+        if after is not None:
+            stmt = stmt.where(models.Key.name > after)
         stmt = stmt.order_by(models.Key.name).limit(limit).offset(offset)
         with self._sessions() as session:
             return [KeyView.of(row) for row in session.execute(stmt).scalars()]

@@ -137,3 +137,41 @@ class KeyView:
             doc["versions"] = [v.to_document() for v in self.versions]
             doc["destinations"] = list(self.destinations)
         return doc
+
+
+def issued_document(view: KeyView, plaintext: str | None) -> dict[str, Any]:
+    """What issuing a key answers (``keys issue --json``, ``POST /v1/admin/keys``):
+    the plaintext ``key`` once, or null when it is only in the destinations."""
+    current = view.current_version
+    return {
+        "id": view.id,
+        "name": view.name,
+        "owner": view.owner,
+        "profile": view.profile,
+        "policy": view.policy,
+        "state": view.state,
+        "key": plaintext,
+        "display_prefix": current.display_prefix if current else None,
+        "version": current.number if current else None,
+        "destinations": list(view.destinations),
+        "created_at": iso(view.created_at),
+    }
+
+
+def delivery_document(row: Any) -> dict[str, Any]:
+    """One outbox delivery (``events list --json``, ``GET /v1/admin/events``)."""
+    return {
+        "delivery_id": row.id,
+        "event_id": row.event_id,
+        "seq": row.event_seq,
+        "type": row.type,
+        "key_id": row.key_id,
+        "key_name": row.key_name,
+        "sink": row.sink,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at) if row.status == "pending" else None,
+        "delivered_at": iso(row.delivered_at),
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+    }

@@ -190,7 +190,8 @@ def test_tokens_create_refuses_other_unknown_scopes(cli: Any, app: App) -> None:
     assert result.code == 6
     [line] = result.stderr.strip().splitlines()
     assert line == (
-        "keyops: error: unknown scope 'write': use verify, usage, admin, or alerts:<source> for standard, "
+        "keyops: error: unknown scope 'write': use verify, usage, admin, operator, auditor, owner:<owner>, "
+        "or alerts:<source> for standard, "
         "alertmanager, grafana (alerts:* for all of them)"
     )
     assert TokenService(app.sessions).list() == []
