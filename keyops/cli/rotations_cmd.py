@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
+from keyops.domain.abbrev import abbreviate
 from keyops.errors import StoreError
 from keyops.lifecycle.rotation import RotationEngine
 from keyops.lifecycle.rotation_result import RotationResult
@@ -93,12 +94,13 @@ def list_rotations(
     if as_json:
         print_json([r.to_document() for r in results])
         return
+    ids = abbreviate(r.rotation_id for r in results)
     print_table(
         None,
         ["id", "key", "status", "step", "trigger", "versions", "attempts", "started", "error"],
         [
             (
-                r.rotation_id,
+                ids[r.rotation_id],
                 r.key_name,
                 r.status,
                 r.step,
