@@ -46,11 +46,14 @@ def load(entry: LazyCommand) -> click.Command:
     """Import ``entry.target`` and build its Click command."""
     module_name, _, attribute = entry.target.partition(":")
     obj: Any = getattr(importlib.import_module(module_name), attribute)
-    if not isinstance(obj, typer.Typer):
+    command: click.Command
+    if isinstance(obj, typer.Typer):
+        # a group even when it holds one command (``events list``)
+        command = typer.main.get_group(obj)
+    else:
         single = typer.Typer()
         single.command(entry.name)(obj)
-        obj = single
-    command = typer.main.get_command(obj)
+        command = typer.main.get_command(single)
     command.name = entry.name
     return plain_help(command)
 

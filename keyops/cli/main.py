@@ -89,7 +89,7 @@ def version() -> None:
 def run() -> None:
     """Console-script entry: translate every failure into one line and an exit code."""
     try:
-        app()
+        app(prog_name="keyops")
     except KeyOpsError as exc:
         sys.stderr.write(f"keyops: error: {redact(exc.message)}\n")
         sys.exit(exc.exit_code)
