@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,10 @@ class CliState:
 
             self._settings = load_settings(self.config_path)
             level = self._settings.log.level if self._settings.log.level != "INFO" else "WARNING"
-            configure(level, self._settings.log.format, sql_echo=self._settings.database.echo)
+            # A person at a terminal reads warnings as lines, not JSON; the
+            # daemon (``serve``) configures its own logs as the settings say.
+            fmt = "text" if sys.stderr.isatty() else self._settings.log.format
+            configure(level, fmt, sql_echo=self._settings.database.echo)
         return self._settings
 
     def app(self, *, prepare: bool = True) -> App:
