@@ -86,8 +86,20 @@ def version() -> None:
     typer.echo(f"keyops {__version__}")
 
 
+def _answered_without_typer(argv: list[str]) -> bool:
+    """``keyops version``, answered before Typer parses anything: Typer
+    coerces every parameter through pydantic, whose import alone costs more
+    than the rest of this command (scripts and probes call it often)."""
+    if argv != ["version"]:
+        return False
+    sys.stdout.write(f"keyops {__version__}\n")
+    return True
+
+
 def run() -> None:
     """Console-script entry: translate every failure into one line and an exit code."""
+    if _answered_without_typer(sys.argv[1:]):
+        return
     try:
         app(prog_name="keyops")
     except KeyOpsError as exc:

@@ -7,7 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
@@ -61,6 +60,9 @@ def rotate_due(engine: RotationEngine, *, limit: int, as_json: bool) -> None:
     total = min(engine.count_due(), limit)
     results: list[RotationResult] = []
     if sys.stderr.isatty() and not as_json and total:
+        # imported here: every `keys` command imports this module, few draw a bar
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         with Progress(
             TextColumn("rotating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
         ) as progress:
