@@ -7,7 +7,10 @@ median CPU time (user + system) of the process, which depends less on what
 else the machine is doing. Targets: ``--help`` and ``version`` at most
 0.25 s, ``keys list`` on 1,000 keys at most 0.5 s (median wall time).
 
-    python bench/cli_startup.py [--keys 1000] [--runs 10]
+    python bench/cli_startup.py [--keys 1000] [--runs 10] [--source DIR]
+
+``--source DIR`` runs ``python -m keyops`` from another checkout instead
+(for example the commit before a change, made with ``git worktree add``).
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--source", help="run `python -m keyops` with this checkout first on PYTHONPATH")
     args = parser.parse_args()
-    script = keyops_script()
+    script = [keyops_script()] if args.source is None else [sys.executable, "-m", "keyops"]
     with tempfile.TemporaryDirectory(prefix="keyops-cli-bench-") as tmp:
         work = Path(tmp)
         env = {
@@ -63,22 +67,25 @@ def main() -> None:
             "COLUMNS": "80",
         }
         env.pop("KEYOPS_CONFIG", None)
+        if args.source is not None:
+            env["PYTHONPATH"] = str(Path(args.source).resolve())
         lines = "".join(
             json.dumps({"name": f"bench/key-{i:05d}", "owner": f"team-{i % 17}", "profile": "interactive"}) + "\n"
             for i in range(args.keys)
         )
         (work / "keys.jsonl").write_text(lines)
         subprocess.run(
-            [script, "keys", "issue", "--from-file", "keys.jsonl", "--no-print"],
+            [*script, "keys", "issue", "--from-file", "keys.jsonl", "--no-print"],
             env=env,
             cwd=work,
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        print(f"keyops CLI, {args.runs} runs each, {args.keys} keys in SQLite, COLUMNS=80")
+        source = "" if args.source is None else f", from {args.source}"
+        print(f"keyops CLI, {args.runs} runs each, {args.keys} keys in SQLite, COLUMNS=80{source}")
         print(f"{'command':<20} {'wall median':>12} {'wall min-max':>16} {'CPU median':>11} {'target':>8}")
         for command, target in TARGETS.items():
-            argv = [script, *command.split()]
+            argv = [*script, *command.split()]
             timed(argv, env, work)  # warm the page cache and the bytecode
             runs = [timed(argv, env, work) for _ in range(args.runs)]
             walls = [w for w, _ in runs]
