@@ -168,3 +168,47 @@ def test_shell_completion_is_on_and_completes_lazily_loaded_commands(cli: Any) -
     words = {"_KEYOPS_COMPLETE": "complete_bash", "COMP_WORDS": "keyops keys re", "COMP_CWORD": "2"}
     completed = ok(cli(extra_env=words)).stdout.split()
     assert {"revoke", "resume"} <= set(completed), completed
+
+
+def test_warnings_are_text_lines_on_a_terminal_and_json_when_piped(env: dict[str, str], tmp_path: Path) -> None:
+    """The file store's first-use warning: read as a line by a person at a
+    terminal (stderr a pty), as JSON by a log pipeline (stderr a pipe)."""
+    import os
+    import pty
+
+    def issue(name: str, stderr: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "keyops", "keys", "issue", name, "--owner", "o", "--dest", f"file:{name}.key"],
+            cwd=tmp_path,
+            env={**env, "KEYOPS_LOG_FORMAT": "json"},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    master, replica = pty.openpty()
+    try:
+        done = issue("team/first", replica)
+        os.close(replica)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the pty's other end is closed: everything was read
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    warning = [line for line in seen.decode().splitlines() if "file-store encryption key" in line]
+    assert len(warning) == 1 and " WARNING keyops." in warning[0] and not warning[0].lstrip().startswith("{")
+
+    (tmp_path / "xdg-config" / "keyops" / "file-store.key").unlink()  # the next issue warns again
+    piped = issue("team/second", subprocess.PIPE)
+    assert piped.returncode == 0, piped.stderr
+    lines = [json.loads(line) for line in piped.stderr.splitlines() if "file-store encryption key" in line]
+    assert len(lines) == 1 and lines[0]["level"] == "warning"
