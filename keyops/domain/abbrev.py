@@ -17,7 +17,7 @@ from collections.abc import Iterable
 MIN_SHOWN = 8
 #: Fewest characters accepted as a prefix (git's minimum too).
 MIN_ACCEPTED = 4
-#: What an id prefix may hold: the characters of a canonical UUID.
+#: A key id prefix: the characters of a canonical UUID (a key name has a "/").
 PREFIX_RE = re.compile(r"[0-9a-f-]+")
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from keyops.domain.abbrev import MIN_ACCEPTED, PREFIX_RE
+from keyops.domain.abbrev import MIN_ACCEPTED
 from keyops.errors import InvalidInputError, NotFoundError
+
+#: What an id (and so a prefix) may hold: UUIDs, and ids given by a source (cases).
+ID_CHARS = re.compile(r"[0-9a-z._:-]+")
 
 #: Candidates named in an ambiguity error.
 SHOWN_CANDIDATES = 5
@@ -25,7 +29,7 @@ def resolve_id(session: Session, column: InstrumentedAttribute[Any], text: str, 
     value = text.strip().lower()
     if session.execute(select(column).where(column == value)).scalar_one_or_none() is not None:
         return value
-    if not PREFIX_RE.fullmatch(value):
+    if not ID_CHARS.fullmatch(value):
         raise NotFoundError(f"no {what} with id {text!r} (see {listing})")
     matches = list(
         session.execute(
