@@ -19,7 +19,7 @@ from keyops.errors import KeyOpsError
 from keyops.logs import redact
 
 #: Every command but ``version``, imported only when it is used (``keyops.cli.lazy``).
-#: The help here is what ``keyops --help`` lists; ``tests/cli/test_startup.py``
+#: The help here is what ``keyops --help`` lists; ``tests/integration/test_cli_startup_and_width.py``
 #: checks it against each command's own.
 COMMANDS = [
     LazyCommand("keys", "keyops.cli.keys_cmd:app", "Issue and manage keys."),
