@@ -19,7 +19,7 @@ import orjson
 
 from keyops.domain.redact import redact, redact_value
 
-__all__ = ["JsonFormatter", "RedactingFilter", "RedactingFormatter", "configure", "redact"]
+__all__ = ["JsonFormatter", "RedactingFilter", "RedactingFormatter", "TextFormatter", "configure", "redact"]
 
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 #: Marks the handler :func:`configure` puts on the root logger, so a second call replaces it.
@@ -55,6 +55,30 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+def _text_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and not any(c.isspace() or c in '"=' for c in value) else orjson.dumps(value).decode()
+    return orjson.dumps(value, default=str).decode()
+
+
+class TextFormatter(RedactingFormatter):
+    """The text format: ``time LEVEL logger: message``, then the record's
+    ``extra`` fields as ``name=value`` (which destination failed, and why),
+    as the JSON format carries them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = [
+            f"{name}={_text_value(value)}"
+            for name, value in record.__dict__.items()
+            if name not in _STANDARD_ATTRS and not name.startswith("_") and name != "exc_summary"
+        ]
+        if not fields:
+            return line
+        head, sep, rest = line.partition("\n")
+        return redact(f"{head} {' '.join(fields)}{sep}{rest}")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and any
     ``extra={...}`` fields."""
@@ -81,7 +105,7 @@ def _handler(fmt: str, stream: Any) -> logging.Handler:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     return handler
 
 

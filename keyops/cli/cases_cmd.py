@@ -10,6 +10,7 @@ from keyops.cli.context import state
 from keyops.cli.evidence import cut
 from keyops.cli.findings_cmd import action_label, subject
 from keyops.cli.output import console, print_json, short_time
+from keyops.domain.abbrev import abbreviate
 
 app = typer.Typer(help="Cases: one per key or cluster episode, gathering its findings.", no_args_is_help=True)
 
@@ -42,9 +43,10 @@ def cases_list(
         console.print("no cases", markup=False, highlight=False)
         return
     width = max(40, console.width)
+    ids = abbreviate(c["id"] for c in items)
     for c in items:
         action = action_label(c["action"], c["enforcement"])
-        head = f"{c['id']}  {c['severity']:<8}  {c['status']:<12}  {action}"
+        head = f"{ids[c['id']]}  {c['severity']:<8}  {c['status']:<12}  {action}"
         count = f"{c['finding_count']} finding{'s' if c['finding_count'] != 1 else ''}"
         detail = f"  {short_time(c['last_seen_at'])[:19]} · {_who(c)} · {count} · {c['summary']}"
         console.print(head, markup=False, highlight=False)
@@ -70,9 +72,10 @@ def cases_show(ctx: typer.Context, case_id: CaseId, as_json: JsonOpt = False) ->
         console.print(line, markup=False, highlight=False)
     width = max(40, console.width)
     console.print(f"findings ({len(doc['findings'])}):", markup=False, highlight=False)
+    finding_ids = abbreviate(f["id"] for f in doc["findings"])
     for f in doc["findings"]:
         action = action_label(f["action"], f.get("enforcement"))
-        console.print(f"  {f['id']}  {f['severity']:<8}  {action}", markup=False, highlight=False)
+        console.print(f"  {finding_ids[f['id']]}  {f['severity']:<8}  {action}", markup=False, highlight=False)
         detail = f"    {short_time(f['at'])[:19]} · {f['detector']} · {f['summary']}"
         console.print(cut(detail, width), markup=False, highlight=False, soft_wrap=True)
 

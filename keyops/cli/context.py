@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import typer
 
-from keyops.bootstrap import App, build
-from keyops.config import Settings, load_settings
-from keyops.logs import configure
+if TYPE_CHECKING:  # imported when first used: `keyops --help` and `version` need neither
+    from keyops.bootstrap import App
+    from keyops.config import Settings
 
 
 @dataclass
@@ -25,13 +27,21 @@ class CliState:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from keyops.config import load_settings
+            from keyops.logs import configure
+
             self._settings = load_settings(self.config_path)
             level = self._settings.log.level if self._settings.log.level != "INFO" else "WARNING"
-            configure(level, self._settings.log.format, sql_echo=self._settings.database.echo)
+            # A person at a terminal reads warnings as lines, not JSON; the
+            # daemon (``serve``) configures its own logs as the settings say.
+            fmt = "text" if sys.stderr.isatty() else self._settings.log.format
+            configure(level, fmt, sql_echo=self._settings.database.echo)
         return self._settings
 
     def app(self, *, prepare: bool = True) -> App:
         if self._app is None:
+            from keyops.bootstrap import build
+
             self._app = build(self.settings, prepare=prepare)
         return self._app
 

@@ -9,6 +9,7 @@ import typer
 from keyops.cli.context import state
 from keyops.cli.evidence import cut, evidence_lines
 from keyops.cli.output import console, print_json, short_time
+from keyops.domain.abbrev import abbreviate
 
 app = typer.Typer(help="Detector findings: what was seen, with evidence.", no_args_is_help=True)
 
@@ -29,10 +30,6 @@ def subject(doc: dict[str, Any]) -> str:
     return f"cluster {doc['cluster_id'][:8]}" if doc.get("cluster_id") else "-"
 
 
-def short_id(value: str | None) -> str:
-    return value[:8] if value else "-"
-
-
 @app.command("list")
 def findings_list(
     ctx: typer.Context,
@@ -51,10 +48,12 @@ def findings_list(
         console.print("no findings", markup=False, highlight=False)
         return
     width = max(40, console.width)
+    ids = abbreviate(f["id"] for f in items)
+    case_ids = abbreviate(f.get("case_id") for f in items)
     for f in items:
         action = action_label(f["action"], f.get("enforcement"))
-        head = f"{f['id']}  {f['severity']:<8}  {action}"
-        case = f"case {short_id(f.get('case_id'))}" if f.get("case_id") else "no case"
+        head = f"{ids[f['id']]}  {f['severity']:<8}  {action}"
+        case = f"case {case_ids[f['case_id']]}" if f.get("case_id") else "no case"
         detail = f"  {short_time(f['at'])[:19]} · {subject(f)} · {f['detector']} · {case} · {f['summary']}"
         console.print(head, markup=False, highlight=False)
         console.print(cut(detail, width), markup=False, highlight=False, soft_wrap=True)

@@ -15,6 +15,7 @@ from keyops.cli.adopt_cmd import sync_credentials
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.cli.rotations_cmd import print_rotation, rotate_due
+from keyops.domain.abbrev import abbreviate
 from keyops.domain.durations import parse_duration
 from keyops.errors import InvalidInputError, StoreError
 from keyops.inventory.types import utcnow
@@ -222,12 +223,14 @@ def list_keys(
     if as_json:
         print_json([v.to_document(with_versions=False) for v in views])
         return
+    ids = abbreviate(v.id for v in views)
     print_table(
         None,
-        ["name", "owner", "state", "profile", "policy", "version", "prefix", "next rotation", "last used"],
+        ["name", "id", "owner", "state", "profile", "policy", "version", "prefix", "next rotation", "last used"],
         [
             (
                 v.name,
+                ids[v.id],
                 v.owner,
                 v.state,
                 v.profile,

@@ -13,35 +13,57 @@ from typing import Annotated
 import typer
 
 from keyops import __version__
-from keyops.cli import audit_cmd, cases_cmd, db_cmd, events_cmd, keys_cmd, serve_cmd, specs_cmd, tokens_cmd
 from keyops.cli.context import CliState
-from keyops.cli.findings_cmd import app as findings_app
-from keyops.cli.reconcile_cmd import reconcile as reconcile_command
-from keyops.cli.replay_cmd import replay as replay_command
-from keyops.cli.rotations_cmd import app as rotations_app
+from keyops.cli.lazy import LazyCommand, lazy_group
 from keyops.errors import KeyOpsError
 from keyops.logs import redact
+
+#: Every command but ``version``, imported only when it is used (``keyops.cli.lazy``).
+#: The help here is what ``keyops --help`` lists; ``tests/integration/test_cli_startup_and_width.py``
+#: checks it against each command's own.
+COMMANDS = [
+    LazyCommand("keys", "keyops.cli.keys_cmd:app", "Issue and manage keys."),
+    LazyCommand("rotations", "keyops.cli.rotations_cmd:app", "Rotations: each one's steps, attempts and errors."),
+    LazyCommand(
+        "reconcile",
+        "keyops.cli.reconcile_cmd:reconcile",
+        "Report drift per key and destination (exit 5 when any remains).",
+    ),
+    LazyCommand("profiles", "keyops.cli.specs_cmd:profiles_app", "Usage profiles: what usage a key was issued for."),
+    LazyCommand(
+        "policies",
+        "keyops.cli.specs_cmd:policies_app",
+        "Rotation policies: how often keys rotate, how long grace lasts.",
+    ),
+    LazyCommand("audit", "keyops.cli.audit_cmd:app", "The hash-chained audit log."),
+    LazyCommand(
+        "tokens",
+        "keyops.cli.tokens_cmd:app",
+        "Create, list and revoke API tokens (Bearer credentials for the HTTP API).",
+    ),
+    LazyCommand("findings", "keyops.cli.findings_cmd:app", "Detector findings: what was seen, with evidence."),
+    LazyCommand("cases", "keyops.cli.cases_cmd:app", "Cases: one per key or cluster episode, gathering its findings."),
+    LazyCommand(
+        "replay",
+        "keyops.cli.replay_cmd:replay",
+        "Run the detection engine over past usage events, in event-time order.",
+    ),
+    LazyCommand("events", "keyops.cli.events_cmd:app", "Outbound events (webhooks, Slack) and their deliveries."),
+    LazyCommand(
+        "serve", "keyops.cli.serve_cmd:serve", "Serve the HTTP API and run the scheduled jobs until SIGTERM/SIGINT."
+    ),
+    LazyCommand("db", "keyops.cli.db_cmd:app", "Inventory schema migrations."),
+]
 
 app = typer.Typer(
     name="keyops",
     help="keyops: issue, inventory, deliver, rotate and revoke API keys.",
+    cls=lazy_group(COMMANDS),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
+    add_completion=True,
 )
-app.add_typer(keys_cmd.app, name="keys")
-app.add_typer(specs_cmd.profiles_app, name="profiles")
-app.add_typer(specs_cmd.policies_app, name="policies")
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(db_cmd.app, name="db")
-app.add_typer(findings_app, name="findings")
-app.add_typer(cases_cmd.app, name="cases")
-app.command("replay")(replay_command)
-app.add_typer(tokens_cmd.app, name="tokens")
-app.command("serve")(serve_cmd.serve)
-app.add_typer(events_cmd.app, name="events")
-app.add_typer(rotations_app, name="rotations")
-app.command("reconcile")(reconcile_command)
 
 
 @app.callback()
@@ -64,10 +86,22 @@ def version() -> None:
     typer.echo(f"keyops {__version__}")
 
 
+def _answered_without_typer(argv: list[str]) -> bool:
+    """``keyops version``, answered before Typer parses anything: Typer
+    coerces every parameter through pydantic, whose import alone costs more
+    than the rest of this command (scripts and probes call it often)."""
+    if argv != ["version"]:
+        return False
+    sys.stdout.write(f"keyops {__version__}\n")
+    return True
+
+
 def run() -> None:
     """Console-script entry: translate every failure into one line and an exit code."""
+    if _answered_without_typer(sys.argv[1:]):
+        return
     try:
-        app()
+        app(prog_name="keyops")
     except KeyOpsError as exc:
         sys.stderr.write(f"keyops: error: {redact(exc.message)}\n")
         sys.exit(exc.exit_code)

@@ -7,10 +7,10 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
+from keyops.domain.abbrev import abbreviate
 from keyops.errors import StoreError
 from keyops.lifecycle.rotation import RotationEngine
 from keyops.lifecycle.rotation_result import RotationResult
@@ -60,6 +60,9 @@ def rotate_due(engine: RotationEngine, *, limit: int, as_json: bool) -> None:
     total = min(engine.count_due(), limit)
     results: list[RotationResult] = []
     if sys.stderr.isatty() and not as_json and total:
+        # imported here: every `keys` command imports this module, few draw a bar
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         with Progress(
             TextColumn("rotating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
         ) as progress:
@@ -93,12 +96,13 @@ def list_rotations(
     if as_json:
         print_json([r.to_document() for r in results])
         return
+    ids = abbreviate(r.rotation_id for r in results)
     print_table(
         None,
         ["id", "key", "status", "step", "trigger", "versions", "attempts", "started", "error"],
         [
             (
-                r.rotation_id,
+                ids[r.rotation_id],
                 r.key_name,
                 r.status,
                 r.step,

@@ -28,6 +28,7 @@ from keyops.domain.ids import uuid7
 from keyops.domain.redact import redact
 from keyops.errors import InvalidInputError, NotFoundError
 from keyops.inventory import models
+from keyops.inventory.idprefix import resolve_id
 from keyops.inventory.types import storable, utcnow
 from keyops.notify import outbox
 
@@ -270,6 +271,7 @@ class CaseService:
         from keyops.lifecycle.findings import finding_document
 
         with self._sessions() as session:
+            case_id = resolve_id(session, models.Case.id, case_id, what="case", listing="keyops cases list")
             row = session.get(models.Case, case_id)
             if row is None:
                 raise NotFoundError(f"no case with id {case_id!r} (see keyops cases list)")
@@ -293,6 +295,7 @@ class CaseService:
         if status not in CASE_STATUSES:
             raise InvalidInputError(f"unknown case status {status!r} (use one of: {', '.join(CASE_STATUSES)})")
         with self._sessions.begin() as session:
+            case_id = resolve_id(session, models.Case.id, case_id, what="case", listing="keyops cases list")
             row = session.get(models.Case, case_id)
             if row is None:
                 raise NotFoundError(f"no case with id {case_id!r} (see keyops cases list)")

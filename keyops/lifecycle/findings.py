@@ -33,6 +33,7 @@ from keyops.detect.model import ActionRecord, CaseNotice, FindingRecord, iso
 from keyops.domain.redact import redact, redact_value
 from keyops.errors import InvalidInputError, InvalidStateError, KeyOpsError, NotFoundError
 from keyops.inventory import models
+from keyops.inventory.idprefix import resolve_id
 from keyops.inventory.types import storable, utcnow
 from keyops.lifecycle import cases
 from keyops.lifecycle.keys import KeyService, find_key
@@ -368,14 +369,16 @@ class FindingService:
             if key is not None:
                 stmt = stmt.where(models.Finding.key_id == find_key(session, key).id)
             if case is not None:
-                if session.get(models.Case, case) is None:
-                    raise NotFoundError(f"no case with id {case!r} (see keyops cases list)")
+                case = resolve_id(session, models.Case.id, case, what="case", listing="keyops cases list")
                 stmt = stmt.where(models.Finding.case_id == case)
             stmt = stmt.order_by(models.Finding.observed_at.desc(), models.Finding.id.desc()).limit(limit)
             return [finding_document(row, name) for row, name in session.execute(stmt)]
 
     def show(self, finding_id: str) -> dict[str, Any]:
         with self._sessions() as session:
+            finding_id = resolve_id(
+                session, models.Finding.id, finding_id, what="finding", listing="keyops findings list"
+            )
             row = session.get(models.Finding, finding_id)
             if row is None:
                 raise NotFoundError(f"no finding with id {finding_id!r} (see keyops findings list)")

@@ -17,12 +17,14 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from keyops import audit
 from keyops.domain import keyformat
+from keyops.domain.abbrev import PREFIX_RE
 from keyops.domain.names import validate_key_name, validate_owner
 from keyops.domain.redact import redact
 from keyops.domain.schedule import next_rotation_at
 from keyops.domain.states import KeyState, VersionState, key_transition
 from keyops.errors import DuplicateNameError, InvalidInputError, NotFoundError
 from keyops.inventory import models
+from keyops.inventory.idprefix import resolve_id
 from keyops.inventory.types import utcnow
 from keyops.lifecycle import delivery
 from keyops.lifecycle.specs import get_policy, get_profile
@@ -69,9 +71,14 @@ def find_key(session: Session, name_or_id: str, *, for_update: bool = False) -> 
         selectinload(models.Key.versions), selectinload(models.Key.destinations)
     )
     if _UUID_RE.fullmatch(name_or_id):
-        stmt = stmt.where(models.Key.id == name_or_id)
+        where = models.Key.id == name_or_id
+    elif "/" not in name_or_id and PREFIX_RE.fullmatch(name_or_id.lower()):
+        # Not a name (names are team/name): an id prefix, as keys list shows ids.
+        key_id = resolve_id(session, models.Key.id, name_or_id, what="key", listing="keyops keys list")
+        where = models.Key.id == key_id
     else:
-        stmt = stmt.where(models.Key.name == name_or_id)
+        where = models.Key.name == name_or_id
+    stmt = stmt.where(where)
     if for_update:
         stmt = stmt.with_for_update(of=models.Key)
     row = session.execute(stmt).scalar_one_or_none()

@@ -44,6 +44,7 @@ from keyops.domain.ids import uuid7
 from keyops.domain.states import KeyState, can_rotate
 from keyops.errors import ConflictError, InvalidInputError, InvalidStateError, NotFoundError
 from keyops.inventory import models
+from keyops.inventory.idprefix import resolve_id
 from keyops.inventory.types import utcnow
 from keyops.issuers import IssuerRegistry, context_of
 from keyops.issuers.janitor import IssuerJanitor
@@ -409,7 +410,10 @@ class RotationEngine:
 
     def show(self, rotation_id: str) -> RotationResult:
         with self._sessions() as session:
-            rotation = session.get(models.Rotation, rotation_id)
+            full_id = resolve_id(
+                session, models.Rotation.id, rotation_id, what="rotation", listing="keyops rotations list"
+            )
+            rotation = session.get(models.Rotation, full_id)
             if rotation is None:
                 raise NotFoundError(f"no rotation {rotation_id!r} (see keyops rotations list)")
             return result_of(session, rotation)
