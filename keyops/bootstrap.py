@@ -57,6 +57,8 @@ class App:
 
     #: Usage detection: the daemon's POST /v1/usage calls detection.ingest(events).
     detection: DetectionService = field(init=False)
+    #: The usage stream past one node ([stream] url), not yet connected; None = one node.
+    stream: Any = None
 
     def close(self) -> None:
         if hasattr(self, "alerts"):
@@ -132,6 +134,10 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
         FindingService(sessions, app.keys, rotator=lambda: getattr(app, "rotations", None)),
         settings.detection,
     )
+    if settings.stream.url:
+        from keyops.stream.factory import build_stream
+
+        app.stream = build_stream(settings.stream)
     app.stores = StoreRegistry(settings.stores)
     app.keys.stores = app.stores
     app.issuers = IssuerRegistry(settings)

@@ -168,6 +168,9 @@ def serve(
         },
     )
     server.run()
+    if api_state.startup_error:
+        sys.stderr.write(f"keyops: error: {api_state.startup_error}\n")
+        raise typer.Exit(7)
     if not server.started:
         sys.stderr.write(f"keyops: error: could not serve on {listen_host}:{listen_port} (address in use?)\n")
         raise typer.Exit(7)

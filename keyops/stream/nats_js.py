@@ -15,7 +15,7 @@ Every nats-py error is translated into ``StreamUnavailable`` here.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,8 +25,8 @@ from nats.errors import Error as NatsError
 from nats.js import api
 from nats.js.errors import (
     BucketNotFoundError,
-    NoKeysError,
     KeyWrongLastSequenceError,
+    NoKeysError,
     NotFoundError,
     ObjectNotFoundError,
 )
@@ -90,7 +90,7 @@ class JetStreamUsage(UsageStream):
                 disconnected_cb=self._on_disconnect,
                 reconnected_cb=self._on_reconnect,
             )
-        except (NatsError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError, OSError) as exc:
             raise StreamUnavailable(
                 f"cannot reach NATS at {where} (setting stream.url): {type(exc).__name__}; "
                 f"start nats-server with JetStream (-js) or fix stream.url"
@@ -98,11 +98,9 @@ class JetStreamUsage(UsageStream):
         try:
             self._js = self._nc.jetstream(timeout=self.ack_timeout)
             await self._ensure_stream()
-            self._leases = await self._js.create_key_value(
-                bucket=f"{self.name}-leases", ttl=self.lease_ttl, history=1
-            )
+            self._leases = await self._js.create_key_value(bucket=f"{self.name}-leases", ttl=self.lease_ttl, history=1)
             self._snapshots = await self._js.create_object_store(bucket=f"{self.name}-snapshots")
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             await self.close()
             raise StreamUnavailable(
                 f"NATS at {where} (setting stream.url) did not set up the stream {self.name!r}: "
@@ -129,18 +127,14 @@ class JetStreamUsage(UsageStream):
         nc, self._nc = self._nc, None
         self._closing = True
         if nc is not None:
-            try:
+            with contextlib.suppress(TimeoutError, NatsError):
                 await nc.close()
-            except (NatsError, asyncio.TimeoutError):
-                pass
 
     async def destroy(self) -> None:
         """Delete the stream and its buckets (tests and benchmarks clean up)."""
         for stream in (self.name, f"KV_{self.name}-leases", f"OBJ_{self.name}-snapshots"):
-            try:
+            with contextlib.suppress(NotFoundError):
                 await self._js.delete_stream(stream)
-            except NotFoundError:
-                pass
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats: %s", type(exc).__name__)
@@ -169,7 +163,7 @@ class JetStreamUsage(UsageStream):
             ack = await self._js.publish(
                 subject(self.name, partition), data, timeout=self.ack_timeout, headers={"Nats-Msg-Id": msg_id}
             )
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"NATS did not acknowledge the publish: {type(exc).__name__}") from None
         return int(ack.seq)
 
@@ -178,10 +172,8 @@ class JetStreamUsage(UsageStream):
     async def consume(self, partition: int, after: int, consumer: str) -> AsyncIterator[list[Message]]:
         self._require()
         try:
-            try:
+            with contextlib.suppress(NotFoundError):
                 await self._js.delete_consumer(self.name, consumer)
-            except NotFoundError:
-                pass
             config = api.ConsumerConfig(
                 durable_name=consumer,
                 filter_subject=subject(self.name, partition),
@@ -193,14 +185,14 @@ class JetStreamUsage(UsageStream):
             )
             await self._js.add_consumer(self.name, config)
             sub = await self._js.pull_subscribe_bind(durable=consumer, stream=self.name)
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"cannot create the consumer {consumer!r}: {type(exc).__name__}") from None
         self._subs[consumer] = sub
         try:
             while True:
                 try:
                     raw = await sub.fetch(FETCH_BATCH, timeout=0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield []
                     continue
                 except NatsError as exc:
@@ -215,10 +207,8 @@ class JetStreamUsage(UsageStream):
                 yield batch
         finally:
             self._subs.pop(consumer, None)
-            try:
+            with contextlib.suppress(TimeoutError, NatsError):
                 await sub.unsubscribe()
-            except (NatsError, asyncio.TimeoutError):
-                pass
 
     async def ack(self, messages: list[Message]) -> None:
         if not messages:
@@ -230,7 +220,7 @@ class JetStreamUsage(UsageStream):
             return
         try:
             await last.ack()  # AckPolicy.ALL: acknowledges everything up to it
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"ack failed: {type(exc).__name__}") from None
 
     # ----------------------------------------------------------- snapshots --
@@ -239,7 +229,7 @@ class JetStreamUsage(UsageStream):
         self._require()
         try:
             await self._snapshots.put(f"p{partition}", snapshot.seq.to_bytes(8, "big") + snapshot.data)
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"snapshot of partition {partition} not stored: {type(exc).__name__}") from None
 
     async def load_snapshot(self, partition: int) -> Snapshot | None:
@@ -248,7 +238,7 @@ class JetStreamUsage(UsageStream):
             result = await self._snapshots.get(f"p{partition}")
         except (ObjectNotFoundError, NotFoundError, BucketNotFoundError):
             return None
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"snapshot of partition {partition} not read: {type(exc).__name__}") from None
         data = bytes(result.data or b"")
         if len(data) < 8:
@@ -263,7 +253,7 @@ class JetStreamUsage(UsageStream):
             revision = await self._leases.create(name, owner.encode())
         except KeyWrongLastSequenceError:
             return None
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"lease {name!r} not acquired: {type(exc).__name__}") from None
         return Lease(name, owner, int(revision))
 
@@ -273,17 +263,16 @@ class JetStreamUsage(UsageStream):
             lease.revision = int(await self._leases.update(lease.name, lease.owner.encode(), last=lease.revision))
         except KeyWrongLastSequenceError:
             return False
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"lease {lease.name!r} not renewed: {type(exc).__name__}") from None
         return True
 
     async def release(self, lease: Lease) -> None:
         if not self.connected:
             return
-        try:
+        # Lapsed or taken: then it is not ours to give back.
+        with contextlib.suppress(TimeoutError, NatsError):
             await self._leases.delete(lease.name, last=lease.revision)
-        except (NatsError, asyncio.TimeoutError):
-            pass  # lapsed or taken: it is not ours to give back
 
     async def holders(self) -> dict[str, str]:
         """Lease name -> owner, for the partitions held now (diagnostics, tests)."""
@@ -293,7 +282,7 @@ class JetStreamUsage(UsageStream):
             keys = await self._leases.keys()
         except (NotFoundError, NoKeysError):
             return out
-        except (NatsError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"leases not listed: {type(exc).__name__}") from None
         for key in keys:
             try:
