@@ -35,15 +35,25 @@ def build_workers(stream: UsageStream, detection: Any, settings: StreamSettings,
     """This replica's partition workers: each partition gets a fresh detection
     session (its own engine) over the shared inventory, checkpointed with the
     engine snapshot format."""
-    from keyops.detect.snapshot import encode_engine, restore_engine
-
     return PartitionWorkers(
         stream,
         lambda: detection.replay_session(dry_run=False),
         owner=owner,
         lease_ttl=float(parse_duration(settings.lease_ttl)),
         snapshot_every=float(parse_duration(settings.snapshot_every)),
-        encode=lambda engine: encode_engine(engine),
-        restore=lambda engine, data: restore_engine(engine, data),
+        encode=_encode,
+        restore=_restore,
         max_partitions=settings.max_partitions_per_replica,
     )
+
+
+def _encode(engine: Any) -> bytes:
+    from keyops.detect.snapshot import encode_engine  # type: ignore[import-untyped,unused-ignore]
+
+    return bytes(encode_engine(engine))
+
+
+def _restore(engine: Any, data: bytes) -> None:
+    from keyops.detect.snapshot import restore_engine  # type: ignore[import-untyped,unused-ignore]
+
+    restore_engine(engine, data)

@@ -84,7 +84,9 @@ class JetStreamUsage(UsageStream):
                 servers=[u.strip() for u in self.url.split(",")],
                 connect_timeout=self.connect_timeout,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # Finite for the first connect: with -1, nats-py retries an
+                # unreachable server forever instead of failing the start.
+                max_reconnect_attempts=1,
                 reconnect_time_wait=0.5,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnect,
@@ -95,6 +97,7 @@ class JetStreamUsage(UsageStream):
                 f"cannot reach NATS at {where} (setting stream.url): {type(exc).__name__}; "
                 f"start nats-server with JetStream (-js) or fix stream.url"
             ) from None
+        self._nc.options["max_reconnect_attempts"] = -1  # once up, a lost NATS is reconnected without end
         try:
             self._js = self._nc.jetstream(timeout=self.ack_timeout)
             await self._ensure_stream()
