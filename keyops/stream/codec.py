@@ -20,12 +20,13 @@ from keyops.detect.events import UsageEvent
 VERSION = 1
 
 
-def encode(events: list[UsageEvent], now: float) -> bytes:
+def encode(events: list[UsageEvent], now: float | None) -> bytes:
     return orjson.dumps({"v": VERSION, "now": now, "events": [list(e) for e in events]})
 
 
-def decode(data: bytes) -> tuple[list[UsageEvent], float] | str:
-    """The events and the intake's clock, or why the message cannot be read."""
+def decode(data: bytes) -> tuple[list[UsageEvent], float | None] | str:
+    """The events and the intake's clock (None: event time alone decides, as
+    in a replay), or why the message cannot be read."""
     try:
         doc: Any = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -34,7 +35,7 @@ def decode(data: bytes) -> tuple[list[UsageEvent], float] | str:
         return f"not a usage batch of version {VERSION}"
     try:
         events = [_event(row) for row in doc["events"]]
-        now = float(doc["now"])
+        now = None if doc["now"] is None else float(doc["now"])
     except (TypeError, ValueError, KeyError):
         return "a usage batch with a malformed event"
     return events, now

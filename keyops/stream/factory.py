@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keyops.detect.snapshot import encode_engine, restore_engine
 from keyops.domain.durations import parse_duration
 from keyops.errors import ConfigError
 from keyops.stream.base import UsageStream
@@ -41,19 +42,8 @@ def build_workers(stream: UsageStream, detection: Any, settings: StreamSettings,
         owner=owner,
         lease_ttl=float(parse_duration(settings.lease_ttl)),
         snapshot_every=float(parse_duration(settings.snapshot_every)),
-        encode=_encode,
-        restore=_restore,
+        encode=lambda engine: encode_engine(engine),
+        restore=lambda engine, data: restore_engine(engine, data),
         max_partitions=settings.max_partitions_per_replica,
     )
 
-
-def _encode(engine: Any) -> bytes:
-    from keyops.detect.snapshot import encode_engine  # type: ignore[import-untyped,unused-ignore]
-
-    return bytes(encode_engine(engine))
-
-
-def _restore(engine: Any, data: bytes) -> None:
-    from keyops.detect.snapshot import restore_engine  # type: ignore[import-untyped,unused-ignore]
-
-    restore_engine(engine, data)

@@ -27,7 +27,7 @@ class StreamIntake:
     def ready(self) -> bool:
         return self.stream.connected
 
-    async def publish(self, events: list[tuple[str, UsageEvent]], now: float, body: bytes) -> int:
+    async def publish(self, events: list[tuple[str, UsageEvent]], now: float | None, body: bytes) -> int:
         """Publish (key id, event) pairs; how many were published. Raises
         ``StreamUnavailable`` unless every partition's message was acknowledged."""
         if not events:

@@ -55,6 +55,8 @@ class PartitionState:
     #: Sequence the last stored snapshot covers.
     snapshot_seq: int = 0
     events: int = 0
+    #: The partition's detection session (its own engine), once restored.
+    session: Any = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -126,7 +128,7 @@ class PartitionWorkers:
 
     async def _run(self, state: PartitionState) -> None:
         p = state.partition
-        session = self.sessions()
+        session = state.session = self.sessions()
         snap = await self.stream.load_snapshot(p)
         if snap is not None:
             await asyncio.to_thread(self._restore, session, snap.data)
