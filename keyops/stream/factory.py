@@ -46,4 +46,3 @@ def build_workers(stream: UsageStream, detection: Any, settings: StreamSettings,
         restore=lambda engine, data: restore_engine(engine, data),
         max_partitions=settings.max_partitions_per_replica,
     )
-
