@@ -79,6 +79,7 @@ class JetStreamUsage(UsageStream):
 
     async def start(self) -> None:
         where = _redact(self.url)
+        self._closing = False
         try:
             self._nc = await nats.connect(
                 servers=[u.strip() for u in self.url.split(",")],
