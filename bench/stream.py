@@ -21,8 +21,8 @@ Each run uses its own stream name and deletes it after.
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
+import logging
 import multiprocessing as mp
 import os
 import signal
@@ -141,7 +141,8 @@ def takeover(args: argparse.Namespace, name: str, db: str, audit: str) -> tuple[
     snapshot): the heir then replays the whole stream, the worst case."""
     ctx = mp.get_context("spawn")
     ready, done = ctx.Queue(), ctx.Queue()
-    victim = ctx.Process(target=replica, args=(args.nats, name, args.partitions, args.partitions, db, audit, ready, done))
+    whole = (args.nats, name, args.partitions, args.partitions, db, audit, ready, done)
+    victim = ctx.Process(target=replica, args=whole)
     victim.start()
     ready.get(timeout=120)
     # Let it hold everything, then kill it before it hands anything back.
@@ -161,7 +162,7 @@ def takeover(args: argparse.Namespace, name: str, db: str, audit: str) -> tuple[
     os.kill(victim.pid or 0, signal.SIGKILL)
     killed = time.time()
     victim.join()
-    heir = ctx.Process(target=replica, args=(args.nats, name, args.partitions, args.partitions, db, audit, ready, done))
+    heir = ctx.Process(target=replica, args=whole)
     heir.start()
     ready.get(timeout=120)
     holding = float(ready.get(timeout=120))

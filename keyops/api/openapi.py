@@ -175,6 +175,10 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "400": _err("The body is neither a JSON array nor NDJSON."),
                     "413": _err("Body larger than server.max_body_bytes."),
+                    "503": _err(
+                        "The usage stream (stream.url) is unreachable: nothing was kept; send the body again "
+                        "after Retry-After seconds."
+                    ),
                     **_AUTH,
                 },
             }
