@@ -104,6 +104,15 @@ class PartitionWorkers:
         """One round: renew what is held (drop what was lost), take what is free."""
         for partition, state in list(self.held.items()):
             if state.task is not None and state.task.done():
+                # It failed (NATS lost mid-fetch, an unreadable snapshot): give
+                # the partition back; this or another replica restarts it from
+                # its snapshot.
+                error = None if state.task.cancelled() else state.task.exception()
+                if error is not None:
+                    log.warning(
+                        "stream: a partition worker stopped",
+                        extra={"partition": partition, "error": f"{type(error).__name__}: {error}"},
+                    )
                 self.held.pop(partition)
                 await self.stream.release(state.lease)
                 continue

@@ -74,8 +74,12 @@ async def _until(check: object, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def _fed(workers: PartitionWorkers) -> int:
-    return sum(s.events for s in workers.held.values())
+def _caught_up(workers: PartitionWorkers, published: dict[int, int]) -> bool:
+    return all(s.last_seq == published.get(s.partition, 0) for s in workers.held.values())
+
+
+def _snapshotted(workers: PartitionWorkers, published: dict[int, int]) -> bool:
+    return all(s.snapshot_seq == published.get(s.partition, 0) for s in workers.held.values())
 
 
 def test_a_killed_replica_is_taken_over_and_nothing_is_lost_or_counted_twice(app: App, traffic: Traffic) -> None:
@@ -92,19 +96,21 @@ def test_a_killed_replica_is_taken_over_and_nothing_is_lost_or_counted_twice(app
         stream = JetStreamUsage(SHARED_URL, name=name, partitions=PARTITIONS, lease_ttl=TTL, retention=3600)
         await stream.start()
         intake = StreamIntake(stream)
-        a = _workers(stream, app, "replica-a", 0.3)
+        a = _workers(stream, app, "replica-a", 0.05)
         b = _workers(stream, app, "replica-b", 0.05)
         try:
             await a.rebalance()
             assert len(a.held) == PARTITIONS
-            await _publish(intake, events[:half], 0)
-
-            def mid_stream() -> bool:
-                # Killed with work done since its snapshots: the takeover must replay it.
-                states = a.held.values()
-                return _fed(a) >= half * 0.4 and any(0 < s.snapshot_seq < s.last_seq for s in states)
-
-            await _until(mid_stream, 30, "replica a to be mid-stream, past a snapshot")
+            quarter = half // 2
+            await _publish(intake, events[:quarter], 0)
+            published = await _last_per_partition(stream)
+            await _until(lambda: _snapshotted(a, published), 60, "replica a to snapshot the first quarter")
+            # From here on replica a judges without snapshotting: what it does
+            # next exists only in its memory and must be replayed by the heir.
+            a.snapshot_every = 3600.0
+            await _publish(intake, events[quarter:half], quarter)
+            published = await _last_per_partition(stream)
+            await _until(lambda: _caught_up(a, published), 60, "replica a to judge the second quarter")
             replayed = sum(s.last_seq - s.snapshot_seq for s in a.held.values())
             # SIGKILL, as far as the stream can tell: no last snapshot, no lease given back.
             for state in a.held.values():
@@ -115,16 +121,14 @@ def test_a_killed_replica_is_taken_over_and_nothing_is_lost_or_counted_twice(app
             await b.rebalance()
             assert not b.held, "the dead replica's leases still run"
             await _publish(intake, events[half:], half)
+            deadline = time.monotonic() + 30
             while len(b.held) < PARTITIONS:
+                assert time.monotonic() < deadline, f"replica b holds only {sorted(b.held)}"
                 await b.rebalance()
                 await asyncio.sleep(0.1)
             takeover = time.monotonic() - killed
-            per_partition = await _last_per_partition(stream)
-            await _until(
-                lambda: all(s.last_seq == per_partition.get(s.partition, 0) for s in b.held.values()),
-                30,
-                "replica b to catch up",
-            )
+            published = await _last_per_partition(stream)
+            await _until(lambda: _caught_up(b, published), 60, "replica b to catch up")
             counted = 0
             for state in b.held.values():
                 state.session.flush()
@@ -138,7 +142,7 @@ def test_a_killed_replica_is_taken_over_and_nothing_is_lost_or_counted_twice(app
 
     counted, takeover = asyncio.run(scenario())
     assert counted == len(events), "every event judged exactly once across the takeover"
-    assert takeover < TTL + 2 * TTL / 3 + 1.5, f"takeover took {takeover:.1f}s"
+    assert takeover < TTL + 3, f"takeover took {takeover:.1f}s"  # the TTL, one renewal round, a loaded machine
     with app.sessions() as session:
         rows = session.execute(select(models.Finding)).scalars().all()
     stored = Counter((r.detector, r.key_id, r.cluster_id, r.severity) for r in rows)
