@@ -161,3 +161,46 @@ async def _last_per_partition(stream: JetStreamUsage) -> dict[int, int]:
             continue  # nothing was published on this partition
         out[p] = int(msg.seq)
     return out
+
+
+def test_a_clean_stop_hands_its_partitions_over_at_once_with_their_state(app: App, traffic: Traffic) -> None:
+    """SIGTERM path: the stopping replica snapshots and gives its leases back;
+    the next one takes them without waiting for the TTL and replays nothing."""
+    keys = [k for k in traffic.keys if k.scenario == "lookalike-moved-office"]
+    subset = Traffic(seed=traffic.seed, days=traffic.days, keys=keys)
+    subset.events = [e for e in traffic.events if e["_key"] in {k.name for k in keys}][:3000]
+    ids = issue_all(app, subset)
+    events = [e._replace(key_ref=f"id:{e.key_ref[3:]}") for e in parse_all(bind(subset, ids))]
+
+    async def scenario() -> tuple[float, int, int, int]:
+        name = unique_name("kc")
+        stream = JetStreamUsage(SHARED_URL, name=name, partitions=PARTITIONS, lease_ttl=30.0, retention=3600)
+        await stream.start()
+        first = _workers(stream, app, "replica-a", 3600.0)  # only the stop snapshots
+        second = _workers(stream, app, "replica-b", 3600.0)
+        try:
+            await first.rebalance()
+            await _publish(StreamIntake(stream), events, 0)
+            published = await _last_per_partition(stream)
+            await _until(lambda: _caught_up(first, published), 60, "replica a to judge everything")
+            await first.close()
+            started = time.monotonic()
+            await second.rebalance()  # lease TTL 30 s: only a released lease can be taken now
+            held = len(second.held)
+            await _until(lambda: all(s.session is not None for s in second.held.values()), 30, "restores")
+            await _until(lambda: _caught_up(second, published), 30, "replica b to start where a stopped")
+            took = time.monotonic() - started
+            fed = sum(s.events for s in second.held.values())
+            for state in second.held.values():
+                state.session.flush()  # the events still buffered (within the lateness) were restored too
+            processed = sum(s.session.engine.processed for s in second.held.values())
+            return took, held, fed, processed
+        finally:
+            await second.close()
+            await stream.destroy()
+            await stream.close()
+
+    took, held, fed, processed = asyncio.run(scenario())
+    assert held == PARTITIONS and took < 10
+    assert fed == 0, "nothing is replayed after a clean stop"
+    assert processed == len(events), "the state the heir restored covers every event"
