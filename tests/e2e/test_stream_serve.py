@@ -24,6 +24,8 @@ from sqlalchemy import func, select
 
 from keyops.bootstrap import App
 from keyops.inventory import models
+from keyops.stream.nats_js import JetStreamUsage
+from keyops.stream.partitions import partition_of
 from tests.e2e.serving import Served, make_token
 from tests.support.databases import sqlite_url
 from tests.support.nats_server import NatsServer, unique_name
@@ -60,6 +62,19 @@ def _stream_messages(url: str, name: str) -> int:
     return asyncio.run(count())
 
 
+def _snapshot_seq(url: str, name: str, partition: int) -> int:
+    async def read() -> int:
+        stream = JetStreamUsage(url, name=name, partitions=4, lease_ttl=2, retention=3600)
+        await stream.start()
+        try:
+            snap = await stream.load_snapshot(partition)
+            return 0 if snap is None else snap.seq
+        finally:
+            await stream.close()
+
+    return asyncio.run(read())
+
+
 def _usage_rows(app: App) -> int:
     with app.engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.sum(models.UsageMinute.requests), 0))).scalar_one())
@@ -73,7 +88,7 @@ def test_usage_through_the_stream_and_through_a_nats_outage(
     name = unique_name("ke")
     server = servers(
         KEYOPS_STREAM_URL=nats_server.url, KEYOPS_STREAM_NAME=name, KEYOPS_STREAM_PARTITIONS="4",
-        KEYOPS_STREAM_LEASE_TTL="2s", KEYOPS_STREAM_ACK_TIMEOUT_MS="500",
+        KEYOPS_STREAM_LEASE_TTL="2s", KEYOPS_STREAM_ACK_TIMEOUT_MS="500", KEYOPS_STREAM_SNAPSHOT_EVERY="1s",
     )  # fmt: skip
     auth = {"Authorization": f"Bearer {token}"}
     now = time.time()
@@ -84,6 +99,9 @@ def test_usage_through_the_stream_and_through_a_nats_outage(
     # Both events name one key, so one partition, one message; the same body again is deduplicated.
     assert server.http.post("/v1/usage", json=body, headers=auth).status_code == 202
     assert _stream_messages(nats_server.url, name) == 1
+    # The daemon's partition worker judged it and snapshotted the partition with its sequence.
+    partition = partition_of(issued.key.id, 4)
+    wait_for(lambda: _snapshot_seq(nats_server.url, name, partition) == 1, timeout=20, what="a partition snapshot")
     assert server.http.get("/readyz").json()["checks"]["stream"] == "ok"
     before = _usage_rows(inventory)
 
