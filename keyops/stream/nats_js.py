@@ -257,6 +257,10 @@ class JetStreamUsage(UsageStream):
             revision = await self._leases.create(name, owner.encode())
         except KeyWrongLastSequenceError:
             return None
+        except NotFoundError:
+            # Held when the create was tried, expired by the time nats-py
+            # looked why: free now, taken on the next round.
+            return None
         except (TimeoutError, NatsError) as exc:
             raise StreamUnavailable(f"lease {name!r} not acquired: {type(exc).__name__}") from None
         return Lease(name, owner, int(revision))
