@@ -18,11 +18,13 @@ from keyops import audit
 from keyops.alerts.receiver import AlertReceiver
 from keyops.audit_key import AuditKeySource
 from keyops.config import Settings, builtin_spec_text, read_spec_file
+from keyops.domain.durations import parse_duration
 from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
 from keyops.inventory import changes, migrate
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
 from keyops.issuers import IssuerRegistry
+from keyops.lifecycle.checkpoint import EngineCheckpoints
 from keyops.lifecycle.detection import DetectionService
 from keyops.lifecycle.findings import FindingService
 from keyops.lifecycle.keys import KeyService
@@ -57,6 +59,9 @@ class App:
 
     #: Usage detection: the daemon's POST /v1/usage calls detection.ingest(events).
     detection: DetectionService = field(init=False)
+    #: The detection engine's checkpoints (None: detection.checkpoint_every = "0").
+    #: ``keyops serve`` restores at start; the scheduler saves, and once more at stop.
+    checkpoints: EngineCheckpoints | None = field(init=False, default=None)
     #: The usage stream past one node ([stream] url), not yet connected; None = one node.
     stream: Any = None
 
@@ -137,7 +142,11 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
     if settings.stream.url:
         from keyops.stream.factory import build_stream
 
+        # Past one node the partitions' state is snapshotted into the stream
+        # (keyops.stream.workers), not checkpointed into the inventory.
         app.stream = build_stream(settings.stream)
+    elif parse_duration(settings.detection.checkpoint_every) > 0:
+        app.checkpoints = EngineCheckpoints(sessions, app.detection, name=settings.detection.checkpoint_name)
     app.stores = StoreRegistry(settings.stores)
     app.keys.stores = app.stores
     app.issuers = IssuerRegistry(settings)

@@ -461,6 +461,13 @@ class DetectionSettings:
     #: "profile": each profile's own ``enforcement``; "shadow": every profile
     #: runs in shadow (decisions and cases recorded, no key touched, nobody told).
     enforcement: str = "profile"
+    #: How often ``keyops serve`` writes the engine's state to the inventory
+    #: (also when it stops; restored when it starts). "0": never, and nothing
+    #: is restored. A crash loses at most the learning since the last one.
+    checkpoint_every: str = "30s"
+    #: The checkpoint's name in the inventory (``detection_checkpoints``):
+    #: daemons that must not share one engine state need different names.
+    checkpoint_name: str = "local"
 
 
 @dataclass
@@ -767,7 +774,7 @@ def _validate_events(settings: Settings) -> None:
 def _validate_detection(settings: Settings) -> None:
     """The [detection] section."""
     det = settings.detection
-    for name in ("lateness", "max_future", "idle_evict", "idle_forget"):
+    for name in ("lateness", "max_future", "idle_evict", "idle_forget", "checkpoint_every"):
         try:
             parse_duration(getattr(det, name))
         except ValueError as exc:
@@ -778,6 +785,8 @@ def _validate_detection(settings: Settings) -> None:
         raise ConfigError("setting detection.idle_evict must not be longer than detection.idle_forget")
     if not 1 <= det.max_prompt_chars <= 10_000_000:
         raise ConfigError("setting detection.max_prompt_chars must be between 1 and 10000000")
+    if not 1 <= len(det.checkpoint_name) <= 128:
+        raise ConfigError("setting detection.checkpoint_name must be 1 to 128 characters")
     if det.enforcement not in DETECTION_ENFORCEMENT:
         raise ConfigError(
             f"setting detection.enforcement must be one of {', '.join(DETECTION_ENFORCEMENT)}, got {det.enforcement!r}"

@@ -109,6 +109,12 @@ class Jobs:
         if detection is not None:
             detection.advance()
 
+    def checkpoint_detection(self) -> None:
+        """Write the detection engine's state to the inventory."""
+        checkpoints = getattr(self.app, "checkpoints", None)
+        if checkpoints is not None:
+            checkpoints.save()
+
     def deliver_outbox(self) -> None:
         notify = getattr(self.app, "notify", None)
         if notify is not None:
@@ -178,6 +184,9 @@ class Scheduler:
             ("prune", self.jobs.prune, cfg.prune_every, False),
             ("reconcile", self.jobs.reconcile, cfg.reconcile_every, False),
         ]
+        if getattr(self.jobs.app, "checkpoints", None) is not None:
+            every = self.jobs.app.settings.detection.checkpoint_every
+            plan.append(("checkpoint_detection", self.jobs.checkpoint_detection, every, False))
         now = utcnow()
         for name, body, every, at_start in plan:
             seconds = self._every(every)
@@ -225,6 +234,9 @@ class Scheduler:
         while self.running_jobs() and time.monotonic() < deadline:
             time.sleep(0.05)
         left = self.running_jobs()
+        if "checkpoint_detection" not in left:
+            # Requests are drained: the engine's last state, for the next start.
+            _timed("checkpoint_detection", self.jobs.checkpoint_detection, self.metrics)()
         released = self.jobs.release_leases()
         if not left:
             log.info("scheduler stopped", extra={"leases_released": released})

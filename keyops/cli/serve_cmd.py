@@ -72,7 +72,10 @@ def worker_app() -> Any:
     settings = load_settings(os.environ.get(_CONFIG_ENV) or None)
     configure(settings.log.level, settings.log.format, sql_echo=settings.database.echo)
     port = int(os.environ.get("KEYOPS_SERVE_PORT", settings.server.port))
-    return make_asgi(build(settings), worker_id=worker_id_for(settings, port, per_process=True))
+    application = build(settings)
+    # Each worker process has its own engine: one checkpoint row cannot hold them all.
+    application.checkpoints = None
+    return make_asgi(application, worker_id=worker_id_for(settings, port, per_process=True))
 
 
 class _Server(uvicorn.Server):
@@ -168,6 +171,10 @@ def serve(
         return
     application = st.app()
     _check_stream(application)
+    if application.checkpoints is not None and settings.scheduler.enabled:
+        application.checkpoints.restore()  # before the first usage event is taken
+    else:
+        application.checkpoints = None  # the scheduler writes them; without it, none
     worker_id = worker_id_for(settings, listen_port, per_process=False)
     asgi = make_asgi(application, worker_id=worker_id)
     server = _Server(uvicorn.Config(asgi, **common))

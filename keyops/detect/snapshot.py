@@ -16,11 +16,12 @@ floats (exactly, as float64), bytes and maps with integer keys; tuples, sets
 and bytearrays are tagged as extension types so they come back as they were.
 
 Tolerance, so a detector that adds a slot to ``KeyState`` does not break
-the checkpoints already written: key state is stored *by slot name*; on
-restore a fresh ``KeyState`` is built (every slot at its constructor
-default), then each stored slot that still exists is set, converted to the
-type of the default where they differ (a bytearray, a tuple). A slot the
-code no longer has is ignored; a slot the snapshot lacks keeps its default.
+the checkpoints already written: key state is stored *by slot name* (the
+names once, then one row of values per key, in that order); on restore each
+stored slot that still exists is set, converted to the type the code keeps
+it in where msgpack differs (a bytearray, a tuple, a float). A slot the code
+no longer has is ignored; when the snapshot lacks a slot, each key is first
+built by the constructor, so that slot keeps its default.
 Only a different ``FORMAT`` number is refused (:class:`SnapshotError`).
 
 What it holds of a user's data is what the engine holds in memory: prompt
@@ -38,6 +39,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from heapq import heapify
+from operator import attrgetter
 from typing import Any
 
 import msgpack
@@ -125,18 +127,19 @@ class _Tables:
         return i
 
 
-def _key_doc(st: KeyState, tables: _Tables) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for slot in KeyState.__slots__:
-        if slot in _CACHES or not hasattr(st, slot):
-            continue
-        if slot == "meta":
-            doc[slot] = tables.meta(st.meta)
-        elif slot == "cfg":
-            doc[slot] = tables.cfg(st.cfg)
-        else:
-            doc[slot] = getattr(st, slot)
-    return doc
+_SLOTS = frozenset(KeyState.__slots__)
+_STORED = tuple(slot for slot in KeyState.__slots__ if slot not in _CACHES)
+_GET = attrgetter(*_STORED)
+_META_AT = _STORED.index("meta")
+_CFG_AT = _STORED.index("cfg")
+
+
+def _key_row(st: KeyState, tables: _Tables) -> list[Any]:
+    """One key's slots, in ``_STORED`` order (the names are stored once)."""
+    row = list(_GET(st))
+    row[_META_AT] = tables.meta(st.meta)
+    row[_CFG_AT] = tables.cfg(st.cfg)
+    return row
 
 
 def _item_doc(item: tuple[Any, ...], tables: _Tables) -> list[Any]:
@@ -145,17 +148,31 @@ def _item_doc(item: tuple[Any, ...], tables: _Tables) -> list[Any]:
 
 
 def encode_engine(engine: Engine, keys: Iterable[str] | None = None, *, position: Any = None) -> bytes:
-    """The engine's state as bytes: the whole engine, or (``keys``: key
-    ids) only those keys' states and buffered events, with the engine-wide
-    parts (watermark, clock, timers, coordination index) in either case.
+    """The engine's state as snapshot bytes (see :func:`pack_engine`)."""
+    return seal(pack_engine(engine, keys, position=position))
+
+
+def seal(packed: bytes) -> bytes:
+    """Snapshot bytes from :func:`pack_engine`'s output (compression: the
+    slower half of encoding, which needs no lock on the engine)."""
+    return MAGIC + bytes([FORMAT]) + zlib.compress(packed, 6)
+
+
+def pack_engine(engine: Engine, keys: Iterable[str] | None = None, *, position: Any = None) -> bytes:
+    """The engine's state, packed but not compressed (:func:`seal` makes
+    snapshot bytes of it): the whole engine, or (``keys``: key ids) only
+    those keys' states and buffered events, with the engine-wide parts
+    (watermark, clock, timers, coordination index) in either case.
 
     ``position`` is the caller's marker of the last event pushed (any
     msgpack-able value); :func:`restore_engine` returns it. Call it between
     ingests (under the service's lock): what a release produced early must
     have been handed on (it always is when ``ingest`` returns)."""
+    if engine._early is not None:
+        raise ValueError("the engine holds output not handed on yet: snapshot it between ingests")
     wanted = None if keys is None else set(keys)
     tables = _Tables()
-    states = [_key_doc(st, tables) for key_id, st in sorted(engine.keys.items()) if wanted is None or key_id in wanted]
+    states = [_key_row(st, tables) for key_id, st in sorted(engine.keys.items()) if wanted is None or key_id in wanted]
 
     def keep(item: tuple[Any, ...]) -> bool:
         return wanted is None or item[4].key_id in wanted
@@ -181,11 +198,12 @@ def encode_engine(engine: Engine, keys: Iterable[str] | None = None, *, position
         },
         "configs": tables.configs,
         "metas": tables.metas,
+        "slots": list(_STORED),
         "keys": states,
         "buffered": buffered,
         "ahead": ahead,
     }
-    return MAGIC + bytes([FORMAT]) + zlib.compress(_pack(doc), 6)
+    return _pack(doc)
 
 
 # ---------------------------------------------------------------- decode --
@@ -229,24 +247,44 @@ def _config(doc: dict[str, Any]) -> DetectorConfig:
     return DetectorConfig(**{k: v for k, v in values.items() if k in names})
 
 
-def _restore_key(doc: dict[str, Any], meta: KeyMeta, cfg: DetectorConfig) -> KeyState:
-    st = KeyState(meta, cfg, float(doc.get("first_ts", 0.0)))
-    for slot, value in doc.items():
-        if slot in ("meta", "cfg") or slot in _CACHES or slot not in _SLOTS:
-            continue
-        default = getattr(st, slot, None)
-        if isinstance(default, bytearray) and not isinstance(value, bytearray):
-            value = bytearray(value)
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        setattr(st, slot, value)
-    st.pairs = None
-    return st
+class _KeyReader:
+    """Rebuilds key states from rows whose columns are the writer's slot
+    names: a slot this code lacks is skipped, a slot the writer lacked keeps
+    its constructor default (the slower path, taken only then)."""
 
+    def __init__(self, slots: list[str]) -> None:
+        self.columns = [(i, name) for i, name in enumerate(slots) if name in _SLOTS and name not in ("meta", "cfg")]
+        self.complete = set(_STORED) <= set(slots)
+        self.first_at = slots.index("first_ts") if "first_ts" in slots else -1
+        self._convert: dict[str, type] | None = None
 
-_SLOTS = frozenset(KeyState.__slots__)
+    def _converters(self, template: KeyState) -> dict[str, type]:
+        """Slots whose values msgpack does not give back as the code keeps them."""
+        if self._convert is None:
+            self._convert = {}
+            for _, name in self.columns:
+                default = getattr(template, name)
+                if isinstance(default, (bytearray, tuple, float)):
+                    self._convert[name] = type(default)
+        return self._convert
+
+    def read(self, row: list[Any], meta: KeyMeta, cfg: DetectorConfig) -> KeyState:
+        if self.complete and self._convert is not None:
+            st = KeyState.__new__(KeyState)
+            st.meta = meta
+            st.cfg = cfg
+        else:
+            first_ts = float(row[self.first_at]) if self.first_at >= 0 else 0.0
+            st = KeyState(meta, cfg, first_ts)
+        convert = self._converters(st)
+        for i, name in self.columns:
+            value = row[i]
+            kind = convert.get(name)
+            if kind is not None and type(value) is not kind:
+                value = kind(value)
+            setattr(st, name, value)
+        st.pairs = None
+        return st
 
 
 def restore_engine(engine: Engine, data: bytes, *, configs: ConfigResolver | None = None) -> Any:
@@ -256,7 +294,8 @@ def restore_engine(engine: Engine, data: bytes, *, configs: ConfigResolver | Non
     already holds keys (a worker taking over one more partition), it
     merges: the snapshot's keys replace the engine's states of those keys,
     its buffered events join the buffer, the coordination index is united,
-    and the watermark, clock and counters take the larger value.
+    the watermark, clock and timers take the larger (timers: the
+    earlier pending) value, and the event counters add up.
 
     ``configs`` gives each key's current detector configuration (a profile
     edited while the engine was down applies at once); without it, or when
@@ -281,7 +320,12 @@ def restore_engine(engine: Engine, data: bytes, *, configs: ConfigResolver | Non
                 resolved[meta_i] = got
             return got
 
-        states = [_restore_key(k, metas[k["meta"]], cfg_for(k["meta"], k["cfg"])) for k in doc.get("keys", [])]
+        slots = [str(name) for name in doc.get("slots", [])]
+        reader = _KeyReader(slots)
+        meta_at, cfg_at = slots.index("meta"), slots.index("cfg")
+        states = [
+            reader.read(row, metas[row[meta_at]], cfg_for(row[meta_at], row[cfg_at])) for row in doc.get("keys", [])
+        ]
 
         def item(row: list[Any]) -> tuple[Any, ...]:
             seq, fields_, meta_i, cfg_i = row
@@ -291,11 +335,30 @@ def restore_engine(engine: Engine, data: bytes, *, configs: ConfigResolver | Non
 
         buffered = [item(r) for r in doc.get("buffered", [])]
         ahead = [item(r) for r in doc.get("ahead", [])]
-        eng = doc["engine"]
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        eng = _engine_part(doc["engine"])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotError(f"snapshot is corrupt ({type(exc).__name__}: {exc})") from None
     _merge(engine, eng, states, buffered, ahead)
     return doc.get("position")
+
+
+def _engine_part(eng: dict[str, Any]) -> dict[str, Any]:
+    """The engine-wide values, checked and typed (so merging cannot fail halfway)."""
+    clock = eng.get("clock")
+    return {
+        "watermark": float(eng.get("watermark", -math.inf)),
+        "max_ts": float(eng.get("max_ts", -math.inf)),
+        "clock": None if clock is None else float(clock),
+        "seq": int(eng.get("seq", 0)),
+        "next_window": int(eng.get("next_window", -1)),
+        "next_coordination": int(eng.get("next_coordination", -1)),
+        "next_housekeeping": int(eng.get("next_housekeeping", -1)),
+        "clusters": {int(k): str(v) for k, v in dict(eng.get("clusters", {})).items()},
+        "seen": {str(k): {str(m) for m in v} for k, v in dict(eng.get("seen", {})).items()},
+        "announced": {str(c) for c in eng.get("announced", ())},
+        "processed": int(eng.get("processed", 0)),
+        "late": int(eng.get("late", 0)),
+    }
 
 
 def _merge(
@@ -307,29 +370,28 @@ def _merge(
 ) -> None:
     for st in states:
         engine.keys[st.meta.key_id] = st
-    engine.watermark = max(engine.watermark, float(eng.get("watermark", -math.inf)))
-    engine._max_ts = max(engine._max_ts, float(eng.get("max_ts", -math.inf)))
-    engine._seq = max(engine._seq, int(eng.get("seq", 0)))
+    engine.watermark = max(engine.watermark, eng["watermark"])
+    engine._max_ts = max(engine._max_ts, eng["max_ts"])
+    engine._seq = max(engine._seq, eng["seq"])
     for name in ("next_window", "next_coordination", "next_housekeeping"):
         ours = getattr(engine, "_" + name)
-        theirs = int(eng.get(name, -1))
+        theirs = eng[name]
         if ours < 0 or (0 <= theirs < ours):
             setattr(engine, "_" + name, theirs)
-    engine._clusters.update(eng.get("clusters", {}))
-    for cid, members in eng.get("seen", {}).items():
+    engine._clusters.update(eng["clusters"])
+    for cid, members in eng["seen"].items():
         engine._seen.setdefault(cid, set()).update(members)
-    engine._announced.update(eng.get("announced", ()))
-    engine.processed += int(eng.get("processed", 0))
-    engine.late += int(eng.get("late", 0))
+    engine._announced.update(eng["announced"])
+    engine.processed += eng["processed"]
+    engine.late += eng["late"]
     # Buffered events: the ordinary buffer (a heap keeps the order whatever
     # the merge), and those ahead of the clock in their own wait.
     engine._heap.extend(buffered)
     heapify(engine._heap)
     engine._ahead._heap.extend(ahead)
     heapify(engine._ahead._heap)
-    clock = eng.get("clock")
-    if clock is not None:
-        engine.tick(float(clock))  # sets the horizon; admits what the clock has reached
+    if eng["clock"] is not None:
+        engine.tick(eng["clock"])  # sets the horizon; admits what the clock has reached
     # Keys with an open window are due at its end (the timer heap is derived).
     for st in states:
         if st.n:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -201,8 +202,31 @@ class Finding(Base):
     #: The mode the finding's decision was made under (enforce, monitor,
     #: shadow); NULL when the finding carried no decision.
     enforcement: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: What makes a finding the same one again (detector, key or cluster,
+    #: window, severity, action: ``keyops.lifecycle.findings.dedup_key``).
+    #: Unique, so the events replayed after a restart from a checkpoint
+    #: never store a finding twice. NULL for findings stored before it existed.
+    dedup_key: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
 
     __table_args__ = (Index("ix_findings_key_created", "key_id", "created_at"),)
+
+
+class DetectionCheckpoint(Base):
+    """The detection engine's latest checkpoint under one name (one node's
+    engine, or one partition): ``keyops.detect.snapshot`` bytes and the
+    position of the last event they cover. Overwritten in place."""
+
+    __tablename__ = "detection_checkpoints"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: The snapshot format (``keyops.detect.snapshot.FORMAT``) it was written in.
+    format: Mapped[int] = mapped_column(Integer)
+    #: The position of the last event covered, as the writer printed it (for people).
+    position: Mapped[str] = mapped_column(String(200), default="")
+    keys: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Case(Base):

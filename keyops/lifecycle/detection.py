@@ -16,6 +16,7 @@ is released, so a slow database never blocks other intake threads for long.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -29,11 +30,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyops.config import DETECTION_ENFORCEMENT, DetectionSettings
+from keyops.detect import snapshot
 from keyops.detect.buffer import MAX_BUFFERED
 from keyops.detect.config import DetectorConfig
 from keyops.detect.engine import Engine, Output
 from keyops.detect.events import MAX_FUTURE_SECONDS, MAX_PROMPT_CHARS, UsageEvent, parse_event
-from keyops.detect.model import ActionRecord, CaseNotice, FindingRecord, KeyMeta
+from keyops.detect.model import ActionRecord, CaseNotice, FindingRecord, KeyMeta, iso
 from keyops.detect.refusals import UNKNOWN_KEY, UNKNOWN_PROFILE, Rejection
 from keyops.domain.durations import parse_duration
 from keyops.domain.specs import SpecError, parse_profile
@@ -200,6 +202,44 @@ class DetectionService:
         self._finish(out, result)
         return result
 
+    # -------------------------------------------------------- checkpoints --
+
+    def snapshot(self) -> tuple[bytes, str, int]:
+        """The engine's state as bytes (``keyops.detect.snapshot``), the
+        position of the last event it covers (the intake's count of events
+        taken, and the newest event time), and the number of keys."""
+        with self._lock:
+            engine = self.engine
+            position = f"event {engine._seq} at {iso(engine._max_ts) if engine._max_ts > -math.inf else '-'}"
+            packed = snapshot.pack_engine(engine, position=position)
+            keys = len(engine.keys)
+        return snapshot.seal(packed), position, keys
+
+    def revision(self) -> tuple[float, ...]:
+        """Changes whenever the engine's state may have: events taken or
+        processed, event-time timers fired (windows closed, baselines learned)."""
+        with self._lock:
+            e = self.engine
+            return (e._seq, e.processed, e.late, e._next_window, e._next_coordination, e._next_housekeeping)
+
+    def restore(self, data: bytes) -> str:
+        """Replace the engine with a fresh one restored from ``data``; each
+        key takes its profile as it is now. Raises ``SnapshotError`` (the
+        engine is then left as it was)."""
+        old = self.engine
+        engine = Engine(
+            lateness=old.lateness, idle_hot=old.idle_hot, idle_cold=old.idle_cold, max_buffered=old.max_buffered
+        )
+        with self._lock:
+            profiles = self._configs()
+
+            def current(meta: KeyMeta) -> DetectorConfig | None:
+                return profiles.get(meta.profile) if not meta.overrides else self._overridden(meta)
+
+            position = snapshot.restore_engine(engine, data, configs=current)
+            self.engine = engine
+        return str(position)
+
     def _finish(self, out: Output, result: IngestResult) -> None:
         """Persist the findings and the cases' notices, then apply the
         actions, each on its own: a finding the database refuses (or an
@@ -219,13 +259,19 @@ class DetectionService:
         modes.update({id(a.finding): a.enforcement for a in out.actions})
         if self.enforcement == "shadow":
             modes.update({id(f): "shadow" for f in out.findings if f.action != "none"})
+        replayed: set[int] = set()
         try:
-            result.unrecorded += self.findings.record(out.findings, out.notifications, modes)
+            result.unrecorded += self.findings.record(out.findings, out.notifications, modes, replayed)
         except SQLAlchemyError as exc:
             result.unrecorded += len(out.findings)
             log.warning("findings not stored", extra={"count": len(out.findings), "error": type(exc).__name__})
         for action in out.actions:
             try:
+                if id(action.finding) in replayed and self.findings.applied_before(action):
+                    # Events replayed after a restart from a checkpoint: this
+                    # decision was taken (and audited) before the restart.
+                    action.outcome = "already applied before a restart"
+                    continue
                 self.findings.apply(action)
             except SQLAlchemyError as exc:
                 action.outcome = "not applied: the inventory refused the change"

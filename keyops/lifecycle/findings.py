@@ -18,13 +18,14 @@ nothing is done to the key.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
@@ -66,6 +67,16 @@ def _error_class(exc: SQLAlchemyError) -> str:
     return type(orig if orig is not None else exc).__name__
 
 
+def dedup_key(f: FindingRecord) -> str:
+    """What makes a finding the same one again: its detector, key or cluster,
+    window (event time), severity, action and summary. The engine is
+    deterministic, so the events replayed after a restart from a checkpoint
+    give the very same values, and the unique ``findings.dedup_key`` stores
+    such a finding once."""
+    parts = (f.detector, f.key_id or "", f.cluster_id or "", f.severity, f.action, f"{f.at:.3f}", f.summary)
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def finding_document(row: models.Finding, key_name: str | None = None) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -103,6 +114,7 @@ class FindingService:
         findings: Sequence[FindingRecord],
         notices: Sequence[CaseNotice] = (),
         enforcement: dict[int, str] | None = None,
+        replayed: set[int] | None = None,
     ) -> int:
         """Insert findings, persist the cases' notices and announce each
         notice once; the number of findings that could not be stored.
@@ -115,7 +127,11 @@ class FindingService:
         rolled back alone (logged without its content, which may quote a
         customer's prompt), so it cannot take the other keys' findings, or
         the actions that follow them, with it. A finding that was not
-        stored keeps ``id = None``."""
+        stored keeps ``id = None``.
+
+        A finding already stored (the same ``dedup_key``: events replayed
+        after a restart) is not stored again: it takes the stored row's id,
+        and ``id(finding)`` is added to ``replayed``."""
         if not findings and not notices:
             return 0
         modes = enforcement or {}
@@ -142,8 +158,25 @@ class FindingService:
             for f in findings:
                 try:
                     with session.begin_nested():
+                        if self._known(session, f):
+                            if replayed is not None:
+                                replayed.add(id(f))
+                            continue
                         case_id = batch_cases.get(id(f)) or self._case_of(session, f, by_subject)
                         self._insert(session, f, case_id, modes.get(id(f)), want_events)
+                except IntegrityError:
+                    # Another writer stored the same finding meanwhile.
+                    with session.begin_nested():
+                        if self._known(session, f):
+                            if replayed is not None:
+                                replayed.add(id(f))
+                            continue
+                    f.id = None
+                    failed += 1
+                    log.warning(
+                        "finding not stored",
+                        extra={"key_id": f.key_id, "detector": f.detector, "error": "IntegrityError"},
+                    )
                 except SQLAlchemyError as exc:
                     f.id = None
                     failed += 1
@@ -158,6 +191,31 @@ class FindingService:
                 except SQLAlchemyError as exc:
                     log.warning("case notice not sent", extra={"key_id": notice.key_id, "error": _error_class(exc)})
         return failed
+
+    @staticmethod
+    def _known(session: Session, f: FindingRecord) -> bool:
+        """Whether this finding is stored already (then ``f.id`` is its row's)."""
+        found = session.execute(
+            select(models.Finding.id).where(models.Finding.dedup_key == dedup_key(f))
+        ).scalar_one_or_none()
+        if found is None:
+            return False
+        f.id = found
+        return True
+
+    def applied_before(self, action: ActionRecord) -> bool:
+        """Whether the decision on this action's (stored) finding was already
+        audited, so acted on: true for an action replayed after a restart."""
+        finding_id = action.finding.id
+        if finding_id is None:
+            return False
+        with self._sessions() as session:
+            rows = session.execute(
+                select(models.AuditEvent.details).where(
+                    models.AuditEvent.key_id == action.key_id, models.AuditEvent.action == "detection.action"
+                )
+            ).scalars()
+            return any(isinstance(d, dict) and d.get("finding_id") == finding_id for d in rows)
 
     @staticmethod
     def _case_of(session: Session, f: FindingRecord, by_subject: dict[tuple[str, str | None], str]) -> str | None:
@@ -186,6 +244,7 @@ class FindingService:
             created_at=utcnow(),
             case_id=case_id,
             enforcement=enforcement,
+            dedup_key=dedup_key(f),
         )
         session.add(row)
         session.flush()

@@ -4,7 +4,6 @@ uninterrupted run gets; bad bytes are refused before anything changes."""
 from __future__ import annotations
 
 import functools
-import random
 import zlib
 from typing import Any
 
@@ -17,60 +16,21 @@ from keyops.detect.events import UsageEvent, parse_event
 from keyops.detect.model import KeyMeta
 from keyops.detect.snapshot import SnapshotError, encode_engine, position_of, restore_engine
 from keyops.detect.state import KeyState
+from tests.traffic import extraction
 from tests.traffic.harness import builtin_configs
 
 CFG = builtin_configs()
 _HEAD = snapshot.MAGIC + bytes([snapshot.FORMAT])
 
 
-T0 = 1793491200.0
-_WORDS = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "lambda", "zeta"]
-
-
 @functools.cache
 def _traffic() -> tuple[None, list[UsageEvent], dict[str, tuple[KeyMeta, Any]]]:
-    """Eight keys of eight owners, learned long ago, then two hours of one
-    templated extraction from one network: findings, actions, a cluster and
-    cases, in ~20k events that cost little to build (40 prompts sketched)."""
-    rng = random.Random(5)
-    metas: dict[str, tuple[KeyMeta, Any]] = {}
-    prompts = [
-        "Imagine and articulate the internal reasoning behind a completed response, step by step: "
-        + " ".join(rng.choice(_WORDS) for _ in range(8))
-        for _ in range(40)
-    ]
-    events: list[UsageEvent] = []
-    for i in range(8):
-        key_id = f"00000000-0000-4000-8000-{i:012d}"
-        metas["id:" + key_id] = (KeyMeta(key_id, f"team{i}/app", f"owner{i}", "interactive"), CFG["interactive"])
-        events.append(_parse({"ts": T0 - 4 * 86400 + i, "key_id": key_id, "ip": "10.0.0.1"}))
-        shapes = [
-            _parse(
-                {
-                    "ts": T0,
-                    "key_id": key_id,
-                    "ip": "10.9.9.7",
-                    "user_agent": "python-httpx/0.27",
-                    "input_tokens": 100,
-                    "output_tokens": 2500,
-                    "prompt": p,
-                }
-            )
-            for p in prompts
-        ]
-        ts = T0
-        while ts < T0 + 2 * 3600:
-            ts += rng.expovariate(1 / 3)
-            events.append(rng.choice(shapes)._replace(ts=ts, duration_ms=rng.randint(5000, 20000)))
-    events.sort(key=lambda e: e.ts)
-    return None, events, metas
-
-
-def _parse(doc: dict[str, Any]) -> UsageEvent:
-    doc.setdefault("status", 200)
-    parsed = parse_event(doc)
-    assert isinstance(parsed, UsageEvent), parsed
-    return parsed
+    key_ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(8)]
+    metas = {
+        "id:" + k: (KeyMeta(k, f"team{i}/app", f"owner{i}", "interactive"), CFG["interactive"])
+        for i, k in enumerate(key_ids)
+    }
+    return None, extraction.stream(key_ids), metas
 
 
 def _feed(engine: Engine, events: list[UsageEvent], out: Output, live: bool = False) -> None:
@@ -172,9 +132,10 @@ def test_slots_added_or_removed_later_are_tolerated() -> None:
     engine = Engine()
     _feed(engine, events[:3000], Output())
     doc = _doc(encode_engine(engine))
-    for key in doc["keys"]:
-        key["a_slot_from_a_later_version"] = [1, 2, 3]
-        del key["cusum"]  # a slot this snapshot's writer did not have
+    at = doc["slots"].index("cusum")
+    doc["slots"][at] = "a_slot_from_a_later_version"  # and no cusum: its writer did not have it
+    for row in doc["keys"]:
+        row[at] = [1, 2, 3]
     for cfg in doc["configs"]:
         cfg["a_setting_from_a_later_version"] = 1.5
     again = Engine()
@@ -222,7 +183,7 @@ def test_no_key_material_in_a_snapshot() -> None:
     secret = "ko_live_" + "S3cr3tMaterial" * 3
     meta = KeyMeta("01a219fe-a712-7523-b8e2-f2e4c2e6d38e", "team/app", "team", "interactive")
     engine = Engine()
-    base = _traffic()[1][0].ts
+    base = extraction.T0
     for i in range(20):
         parsed = parse_event({"ts": base + i, "key": secret, "ip": "10.0.0.1", "prompt": "hello there"})
         assert isinstance(parsed, UsageEvent)
