@@ -8,7 +8,7 @@
 # usage: install.sh SRC PREFIX [EXTRAS]
 #   SRC     the source tree (with pyproject.toml)
 #   PREFIX  where the virtual environment goes (e.g. /opt/keyops); must not exist
-#   EXTRAS  optional dependency groups, default "all" (vault, aws, redis)
+#   EXTRAS  optional dependency groups, default "all" (vault, aws, redis, nats)
 # PYTHON selects the interpreter (default python3). pip's own settings
 # (PIP_NO_CACHE_DIR, PIP_INDEX_URL, ...) pass through from the environment.
 # CONSTRAINTS names a pip constraints file; default SRC/constraints.txt (the

@@ -62,6 +62,8 @@ class App:
     #: The detection engine's checkpoints (None: detection.checkpoint_every = "0").
     #: ``keyops serve`` restores at start; the scheduler saves, and once more at stop.
     checkpoints: EngineCheckpoints | None = field(init=False, default=None)
+    #: The usage stream past one node ([stream] url), not yet connected; None = one node.
+    stream: Any = None
 
     def close(self) -> None:
         if hasattr(self, "alerts"):
@@ -137,7 +139,13 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
         FindingService(sessions, app.keys, rotator=lambda: getattr(app, "rotations", None)),
         settings.detection,
     )
-    if parse_duration(settings.detection.checkpoint_every) > 0:
+    if settings.stream.url:
+        from keyops.stream.factory import build_stream
+
+        # Past one node the partitions' state is snapshotted into the stream
+        # (keyops.stream.workers), not checkpointed into the inventory.
+        app.stream = build_stream(settings.stream)
+    elif parse_duration(settings.detection.checkpoint_every) > 0:
         app.checkpoints = EngineCheckpoints(sessions, app.detection, name=settings.detection.checkpoint_name)
     app.stores = StoreRegistry(settings.stores)
     app.keys.stores = app.stores

@@ -31,6 +31,8 @@ from keyops.domain.durations import format_duration, parse_duration
 from keyops.domain.keyformat import validate_prefix
 from keyops.domain.retention import parse_retention
 from keyops.errors import ConfigError, InvalidInputError
+from keyops.stream.settings import StreamSettings
+from keyops.stream.settings import validate as validate_stream
 
 ENV_PREFIX = "KEYOPS_"
 DEFAULT_CONFIG_PATHS = (Path("keyops.toml"), Path("/etc/keyops/keyops.toml"))
@@ -524,6 +526,8 @@ class Settings:
     detection: DetectionSettings = field(default_factory=DetectionSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     issuers: IssuerSettings = field(default_factory=IssuerSettings)
+    #: Usage past one node (NATS JetStream); empty url = one node.
+    stream: StreamSettings = field(default_factory=StreamSettings)
     #: Extra profile/policy files applied on top of the built-ins at start.
     spec_files: list[str] = field(default_factory=list)
     #: Where the settings came from (a file path or "defaults"); informational.
@@ -651,6 +655,7 @@ def _validate(settings: Settings) -> None:
     _validate_issuers(settings)
     _validate_detection(settings)
     _validate_audit(settings)
+    validate_stream(settings.stream)
 
 
 def _validate_daemon(settings: Settings) -> None:

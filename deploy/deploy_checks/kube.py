@@ -62,6 +62,8 @@ def _validate_schemas(report: Report, manifests: dict[str, list[dict[str, Any]]]
 
 def _one(manifests: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, Any]:
     found = [d for docs in manifests.values() for d in docs if d.get("kind") == kind]
+    if len(found) > 1:  # keyops' own, beside those of the services it needs (NATS)
+        found = [d for d in found if d.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/name") == "keyops"]
     if len(found) != 1:
         raise LookupError(f"expected exactly one {kind}, found {len(found)}")
     return found[0]

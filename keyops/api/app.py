@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -172,6 +173,7 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await _start_stream(state)
         await run_in_threadpool(state.sync.load)
         state.sync.start()
         fanout = await _start_redis(state)
@@ -191,6 +193,7 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
             await flusher.flush()
             if state.scheduler is not None:
                 await run_in_threadpool(state.scheduler.stop)
+            await _stop_stream(state)
             state.sync.stop()
             if fanout is not None:
                 changes.set_redis_publisher(None)
@@ -221,6 +224,35 @@ def create_app(app: App, *, worker_id: str = "", scheduler_factory: Callable[[Ap
     )
     starlette.state.keyops = state
     return CountRequests(starlette, state, body_timeout=float(parse_duration(app.settings.server.body_timeout)))
+
+
+async def _start_stream(state: ApiState) -> None:
+    """Connect to the usage stream and start this replica's partition workers.
+    An unreachable stream at start stops the process (one line naming
+    ``stream.url``); lost later, usage answers 503 until it is back."""
+    stream = getattr(state.app, "stream", None)
+    if stream is None:
+        return
+    from keyops.stream.base import StreamUnavailable
+    from keyops.stream.factory import build_workers
+    from keyops.stream.intake import StreamIntake
+
+    try:
+        await stream.start()
+    except StreamUnavailable as exc:
+        state.startup_error = str(exc)
+        raise
+    state.stream_intake = StreamIntake(stream)
+    owner = f"{state.worker_id or 'keyops'}:{os.getpid()}"
+    state.stream_workers = build_workers(stream, state.app.detection, state.app.settings.stream, owner=owner)
+    state.stream_workers.start()
+
+
+async def _stop_stream(state: ApiState) -> None:
+    if state.stream_workers is not None:
+        await state.stream_workers.close()
+    if state.stream_intake is not None:
+        await state.stream_intake.stream.close()
 
 
 async def _start_redis(state: ApiState) -> RedisFanout | None:

@@ -239,6 +239,10 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "400": _err("Not a JSON array, NDJSON or one object, or one malformed event."),
                     "413": _err("Body larger than server.max_body_bytes."),
+                    "503": _err(
+                        "The usage stream (stream.url) is unreachable: nothing was kept; send the body again "
+                        "after Retry-After seconds."
+                    ),
                     **_AUTH,
                 },
             }

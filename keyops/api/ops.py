@@ -40,6 +40,9 @@ def _checks(state: ApiState) -> dict[str, str]:
         kinds = []
     checks["verify_cache"] = "ok" if state.sync.loaded else "loading"
     checks["destinations"] = _destinations_problem(state, kinds) or "ok"
+    if state.stream_intake is not None:
+        # Usage cannot be taken without the stream: this replica is not ready.
+        checks["stream"] = "ok" if state.stream_intake.ready else "unreachable: NATS (stream.url)"
     return checks
 
 
@@ -70,7 +73,8 @@ async def _redis_checks(state: ApiState) -> dict[str, str]:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: database reachable, verify cache loaded, destinations configured.
+    """Readiness: database reachable, verify cache loaded, destinations
+    configured, and the usage stream connected when one is configured.
 
     Redis is reported but does not decide readiness: without it verify still
     answers (per-process rate-limit buckets), so a Redis outage makes every

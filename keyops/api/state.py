@@ -37,6 +37,12 @@ class ApiState:
     scheduler: Any = None
     redis: Any = None
     redis_health: RedisHealth | None = None
+    #: ``keyops.stream.intake.StreamIntake`` when [stream] url is set: usage is published, not judged here.
+    stream_intake: Any = None
+    #: This replica's ``keyops.stream.workers.PartitionWorkers``.
+    stream_workers: Any = None
+    #: Why the lifespan could not start (one line for ``keyops serve`` to print).
+    startup_error: str | None = None
     _memo: dict[str, Caller] = field(default_factory=dict)
     _memo_for: object = None
 

@@ -18,6 +18,14 @@ that name the key by hash (they name the version). The writes go through a
 plain connection, not the ORM session, so they do not count as key changes
 (usage must not invalidate verify caches). Accepted events are then handed
 to the detection engine (``app.detection.ingest``) when it is wired.
+
+With ``[stream] url`` set, accepted events are instead published to the
+usage stream (partitioned by key, ``keyops.stream.intake``) *before* the
+aggregates are written, and the answer waits for the stream's
+acknowledgement; ``detection.accepted`` then counts the events published
+(a partition worker, on whichever replica holds the key's partition, judges
+them). While the stream is unreachable the answer is 503 with
+``Retry-After`` and nothing of the body is kept.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import logging
 import time
 from typing import Any, cast
 
+import anyio.from_thread
 import orjson
 from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -43,8 +52,11 @@ from keyops.api.usage_events import BadLine, aggregate, split_body, version_last
 from keyops.detect.events import UsageEvent, parse_event
 from keyops.detect.refusals import ENGINE_ERROR, INVALID, UNKNOWN_KEY
 from keyops.inventory import models
+from keyops.stream.base import StreamUnavailable
 
 log = logging.getLogger("keyops.api.usage")
+#: Seconds a gateway is asked to wait when the usage stream is unreachable.
+RETRY_AFTER = 2
 
 
 class BodyTooLarge(Exception):
@@ -213,8 +225,15 @@ def ingest(state: ApiState, body: bytes, now: float) -> dict[str, Any] | str:
         else:
             good.append((key_id, event))
             good_index.append(index)
-    write_usage(state.app.engine, good)
     rejected.sort(key=lambda r: int(r["index"]))
+    intake = state.stream_intake
+    if intake is not None:
+        # Past one node: published (and acknowledged) before anything is
+        # written, so a 503 leaves nothing behind and the retry counts once.
+        published = anyio.from_thread.run(intake.publish, good, now, body)
+        write_usage(state.app.engine, good)
+        return {"accepted": len(good), "rejected": rejected, "detection": {"accepted": published, "rejected": []}}
+    write_usage(state.app.engine, good)
     return {"accepted": len(good), "rejected": rejected, "detection": _judge(detection, good, good_index, now)}
 
 
@@ -239,6 +258,15 @@ def _judge(
     return {"accepted": len(good) - len(refused), "rejected": refused}
 
 
+def _stream_down() -> Response:
+    """Nothing of the body was kept: the gateway should send it again."""
+    response = json_error(
+        503, "the usage stream (NATS, stream.url) is unreachable; nothing was accepted, retry after the delay"
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
 async def usage_endpoint(request: Request) -> Response:
     state: ApiState = request.app.state.keyops
     denied = state.authorize(request, "usage")
@@ -249,7 +277,12 @@ async def usage_endpoint(request: Request) -> Response:
         body = await read_body(request, limit)
     except BodyTooLarge:
         return json_error(413, f"body too large: at most {limit} bytes (server.max_body_bytes); split the batch")
-    doc = await run_in_threadpool(ingest, state, body, time.time())
+    if state.stream_intake is not None and not state.stream_intake.ready:
+        return _stream_down()
+    try:
+        doc = await run_in_threadpool(ingest, state, body, time.time())
+    except StreamUnavailable:
+        return _stream_down()
     if isinstance(doc, str):
         return json_error(400, doc)
     state.metrics.count_usage(doc)

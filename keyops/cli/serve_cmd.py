@@ -11,6 +11,7 @@ the next start or on another replica.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -102,6 +103,27 @@ class _Server(uvicorn.Server):
         os._exit(0)
 
 
+def _check_stream(application: App) -> None:
+    """NATS unreachable at start: one line naming stream.url (exit 7), before
+    uvicorn starts (its lifespan failure would print a traceback)."""
+    stream = getattr(application, "stream", None)
+    if stream is None:
+        return
+    from keyops.stream.base import StreamUnavailable
+
+    async def probe() -> None:
+        try:
+            await stream.start()
+        finally:
+            await stream.close()
+
+    try:
+        asyncio.run(probe())
+    except StreamUnavailable as exc:
+        sys.stderr.write(f"keyops: error: {exc}\n")
+        raise typer.Exit(7) from None
+
+
 def _route_uvicorn_logs() -> None:
     ours = logging.getLogger("keyops").handlers
     for name in ("uvicorn", "uvicorn.error"):
@@ -152,6 +174,7 @@ def serve(
         uvicorn.run("keyops.cli.serve_cmd:worker_app", factory=True, workers=server_cfg.workers, **common)
         return
     application = st.app()
+    _check_stream(application)
     if application.checkpoints is not None and settings.scheduler.enabled:
         application.checkpoints.restore()  # before the first usage event is taken
     else:
@@ -178,7 +201,13 @@ def serve(
             "database": application.engine.url.render_as_string(hide_password=True),
         },
     )
-    server.run()
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's answer to a failed lifespan start
+        if api_state.startup_error:
+            sys.stderr.write(f"keyops: error: {api_state.startup_error}\n")
+            raise typer.Exit(7) from None
+        raise
     if not server.started:
         sys.stderr.write(f"keyops: error: could not serve on {listen_host}:{listen_port} (address in use?)\n")
         raise typer.Exit(7)
