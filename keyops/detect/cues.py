@@ -148,7 +148,7 @@ CUES: dict[str, tuple[tuple[str, str], ...]] = {
             r"|\b(full|complete|entire|whole|raw|detailed|exact)\s+(reasoning|thinking|thoughts|rationale)\b"
             r"|\bhow\s+you\s+(arrived|got|came|reached)\b|\bwhat\s+you\s+(thought|were\s+thinking)\b",
         ),
-        ("zh", r"(思考|推理|思维|推导|分析)(过程|步骤|轨迹|路径)|思路|你的(推理|思考|想法)|怎么想的|如何(得出|想到)"),
+        ("zh", r"(思考|推理|思维|推导|分析)(过程|步骤|轨迹|路径)|思路|你的(推理|思考)"),
         (
             "ja",
             r"(思考|推論|考え|考察)の?(過程|プロセス|流れ|手順|道筋|経路)|あなたの(推論|思考|考え)|どう考えた|どのように考え",
@@ -389,6 +389,51 @@ _R_ASCII = (
 )
 
 
+#: Characters and substrings one of which every R1, R2 or T match on
+#: non-ASCII text contains (besides ``_R_ASCII``, for Latin-script words):
+#: CJK and Hangul by character, other scripts by stem.
+_R_CHARS = frozenset("思推独考チ声사생추체독")
+_R_STEMS = (
+    "рассужд",
+    "мысл",
+    "мышл",
+    "монолог",
+    "пришел",
+    "فک",
+    "استدلال",
+    "استنتاج",
+    "داخلی",
+    "مونولوج",
+    "مونولوگ",
+    "وصلت",
+    "رسیدی",
+    "विचार",
+    "सोच",
+    "तर्क",
+    "एकालाप",
+    "चिंतन",
+)
+#: Likewise for step requests (S).
+_S_ASCII = ("step", "walk", "show", "paso", "passo", "etape", "pas a pas", "schritt", "zwischen")
+_S_CHARS = frozenset("步歩段順逐條条")
+_S_STEMS = (
+    "ステップ",
+    "ずつ",
+    "단계",
+    "차근",
+    "씩",
+    "шаг",
+    "этап",
+    "خطوه",
+    "مرحله",
+    "قدم",
+    "گام",
+    "कदम",
+    "चरण",
+    "एक-एक",
+)
+
+
 def _pattern(rx: str) -> str:
     """A pattern in normalised spelling (not lowercased: ``\\S`` must stay ``\\S``)."""
     return unicodedata.normalize("NFKC", rx).translate(_TABLE)
@@ -398,35 +443,84 @@ def _compile(entries: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{_pattern(rx)})" for _, rx in entries), re.DOTALL)
 
 
-_CLASS_RX = {cls: _compile(entries) for cls, entries in CUES.items()}
+_SCRIPT = {
+    "en": "latin",
+    "es": "latin",
+    "pt": "latin",
+    "fr": "latin",
+    "de": "latin",
+    "zh": "cjk",
+    "ja": "cjk",
+    "ko": "hangul",
+    "ru": "cyrillic",
+    "ar": "arabic",
+    "fa": "arabic",
+    "hi": "devanagari",
+    "any": "any",
+}
+_SCRIPT_RX = (
+    ("latin", re.compile(r"[a-z]")),
+    ("cjk", re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")),
+    ("hangul", re.compile(r"[\uac00-\ud7af]")),
+    ("cyrillic", re.compile(r"[\u0400-\u04ff]")),
+    ("arabic", re.compile(r"[\u0600-\u06ff]")),
+    ("devanagari", re.compile(r"[\u0900-\u097f]")),
+)
+_ASCII_SCRIPTS = frozenset(("latin", "any"))
+
+
+def _by_script(entries: tuple[tuple[str, str], ...]) -> dict[str, re.Pattern[str]]:
+    """One compiled alternation per script: a text is searched only with the
+    patterns of the scripts it contains (an alternation over every
+    language costs several times more on CJK text)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for lang, rx in entries:
+        groups.setdefault(_SCRIPT[lang], []).append((lang, rx))
+    return {script: _compile(tuple(group)) for script, group in groups.items()}
+
+
+def scripts(text: str) -> frozenset[str]:
+    """The scripts of normalised ``text`` that the cue patterns are written in."""
+    if text.isascii():
+        return _ASCII_SCRIPTS
+    return frozenset(["any", *(name for name, rx in _SCRIPT_RX if rx.search(text))])
+
+
+_CLASS_RX = {cls: _by_script(entries) for cls, entries in CUES.items()}
 _NAMED = {
     cls: tuple((lang, re.compile(_pattern(rx), re.DOTALL)) for lang, rx in entries) for cls, entries in CUES.items()
 }
-_R1, _R2, _T = _CLASS_RX["R1"], _CLASS_RX["R2"], _CLASS_RX["T"]
 _REST = tuple((WEIGHTS[c], _CLASS_RX[c]) for c in ("X", "B", "F", "S", "V"))
-_S = _CLASS_RX["S"]
+
+
+def _search(by_script: dict[str, re.Pattern[str]], text: str, present: frozenset[str]) -> bool:
+    return any(rx.search(text) for script, rx in by_script.items() if script in present)
 
 
 def may_name_reasoning(text: str) -> bool:
     """Cheap prefilter: False when no R1, R2 or T cue can match ``text``."""
+    contains = text.__contains__
+    if any(map(contains, _R_ASCII)):
+        return True
     if text.isascii():
-        return any(map(text.__contains__, _R_ASCII))
-    return True
+        return False
+    return not _R_CHARS.isdisjoint(text) or any(map(contains, _R_STEMS))
 
 
 def score(text: str) -> float:
     """The cue score of normalised ``text`` (see the module docstring); 0
     when it names no reasoning as an object."""
-    if _T.search(text):
+    present = scripts(text)
+    if _search(_CLASS_RX["T"], text, present):
         return STRONG_SCORE
-    if _R1.search(text):
+    if _search(_CLASS_RX["R1"], text, present):
         total = WEIGHTS["R1"]
-    elif _R2.search(text):
+    elif _search(_CLASS_RX["R2"], text, present):
         total = WEIGHTS["R2"]
     else:
         return 0.0
-    for weight, rx in _REST:
-        if rx.search(text):
+    for weight, by_script in _REST:
+        if _search(by_script, text, present):
             total += weight
             if total >= STRONG_SCORE:
                 break
@@ -434,7 +528,13 @@ def score(text: str) -> float:
 
 
 def asks_for_steps(text: str) -> bool:
-    return _S.search(text) is not None
+    """Whether normalised ``text`` asks for steps (S), prefiltered like R."""
+    contains = text.__contains__
+    if not any(map(contains, _S_ASCII)) and (
+        text.isascii() or (_S_CHARS.isdisjoint(text) and not any(map(contains, _S_STEMS)))
+    ):
+        return False
+    return _search(_CLASS_RX["S"], text, scripts(text))
 
 
 def classes(text: str) -> dict[str, list[str]]:

@@ -75,9 +75,6 @@ _WEAK_LITERALS = ("step", "work", "walk", "explain", "think", "步", "过程", "
 _STRONG_ASCII = tuple(t for t in _STRONG_LITERALS if t.isascii())
 _WEAK_ASCII = tuple(t for t in _WEAK_LITERALS if t.isascii())
 
-# Latin-script step requests of the cue languages (cues.CUES["S"]) that are ASCII.
-_STEP_ASCII = ("paso", "passo", "etape", "pas a pas", "schritt", "zwischen")
-
 _STRONG_NAMED = tuple((name, re.compile(rx)) for name, rx in STRONG)
 _WEAK_NAMED = tuple((name, re.compile(rx)) for name, rx in WEAK)
 
@@ -108,7 +105,7 @@ def reasoning_flags(lowered: str) -> int:
     ):
         flags |= FLAG_STRONG
     if (any(map(contains, _WEAK_ASCII if plain else _WEAK_LITERALS)) and _any(text, _WEAK_NAMED)) or (
-        (not plain or any(map(contains, _STEP_ASCII))) and cues.asks_for_steps(text)
+        cues.asks_for_steps(text)
     ):
         flags |= FLAG_WEAK
     return flags
