@@ -582,6 +582,7 @@ class Engine:
             st.reported = [0] * len(st.reported)
             st.details = {}
             st.cusum = 0.0
+            st.run_strong = 0
 
     def _coordinate(self, now: float, out: Output) -> None:
         for cluster in coordinated.find_clusters(self.keys.values(), now):

@@ -1,4 +1,5 @@
-"""The maintained pattern set for reasoning elicitation (English and Chinese).
+"""The maintained pattern set for reasoning elicitation (English and Chinese),
+joined with the multilingual cue lexicon of ``keyops.detect.cues``.
 
 Two tiers, because the difference matters:
 
@@ -22,6 +23,8 @@ Matching runs on lowercased text, and only after a cheap substring prefilter
 from __future__ import annotations
 
 import re
+
+from keyops.detect import cues
 
 # (name, regex). English patterns are matched against lowercased text.
 STRONG: tuple[tuple[str, str], ...] = (
@@ -86,20 +89,33 @@ def _any(lowered: str, named: tuple[tuple[str, re.Pattern[str]], ...]) -> bool:
 
 
 def reasoning_flags(lowered: str) -> int:
-    """Bit flags (``FLAG_STRONG``, ``FLAG_WEAK``) for lowercased prompt text."""
+    """Bit flags (``FLAG_STRONG``, ``FLAG_WEAK``) for lowercased prompt text.
+
+    Strong: one of the maintained ``STRONG`` phrasings, or a multilingual cue
+    score at or above ``cues.STRONG_SCORE`` (reasoning named as an object and
+    asked for exposed, complete or before the answer; ``keyops.detect.cues``).
+    Weak: a ``WEAK`` phrasing or a request for steps in any cue language."""
     flags = 0
-    contains = lowered.__contains__  # map() keeps the prefilter a C-level loop
     plain = lowered.isascii()  # O(1); an ASCII prompt cannot hold a CJK literal
-    if any(map(contains, _STRONG_ASCII if plain else _STRONG_LITERALS)) and _any(lowered, _STRONG_NAMED):
+    text = lowered if plain else cues.normalise(lowered)
+    contains = text.__contains__  # map() keeps the prefilter a C-level loop
+    if cues.may_name_reasoning(text) and (
+        cues.score(text) >= cues.STRONG_SCORE
+        or (any(map(contains, _STRONG_ASCII if plain else _STRONG_LITERALS)) and _any(text, _STRONG_NAMED))
+    ):
         flags |= FLAG_STRONG
-    if any(map(contains, _WEAK_ASCII if plain else _WEAK_LITERALS)) and _any(lowered, _WEAK_NAMED):
+    if (any(map(contains, _WEAK_ASCII if plain else _WEAK_LITERALS)) and _any(text, _WEAK_NAMED)) or (
+        cues.asks_for_steps(text)
+    ):
         flags |= FLAG_WEAK
     return flags
 
 
 def matching_patterns(text: str) -> list[str]:
-    """Names of every pattern that matches ``text`` (for evidence and tests)."""
-    lowered = text.lower()
+    """Names of every pattern and cue class that matches ``text`` (for
+    evidence and tests): ``en.chain-of-thought``, ``cue.R1.ja``, ..."""
+    lowered = cues.normalise(text.lower())
     names = [name for name, rx in _STRONG_NAMED if rx.search(lowered)]
     names += [name for name, rx in _WEAK_NAMED if rx.search(lowered)]
+    names += [f"cue.{cls}.{lang}" for cls, langs in cues.classes(text).items() for lang in langs]
     return names

@@ -15,11 +15,13 @@ elicitation may act alone).
 
 Requests for a worked, step-by-step answer (``patterns.WEAK``) are reported
 in the evidence but never count: a tutoring product's users ask for them all
-day. ``p0`` is the profile's share whatever the key's past: asking for the
-model's internal reasoning *as data* is the signal itself, so a key that has
-done it from its first day is not learned as normal. The key's own past
-share (prompt-weighted, from windows without an open reasoning finding) is
-kept as evidence, so an analyst sees whether this is a change of character.
+day. ``p0`` is the profile's share while the key learns; afterwards the key's
+own past share (prompt-weighted, from windows without an open reasoning
+finding, see ``expected``) when it is lower: a key that never asked for its
+reasoning and starts to is a change of character and is judged faster. It is
+never looser than the profile: asking for the model's internal reasoning *as
+data* is the signal itself, so a key that has done it from its first day is
+not learned as normal.
 """
 
 from __future__ import annotations
@@ -46,11 +48,33 @@ H = 10.0
 #: yet a verdict (critical needs at least four windows, 20 minutes, of them).
 STEP_MAX = H / 4.0
 MEMORY = 5000
+#: A learned key's own past share replaces the profile's once it rests on
+#: this many prompts: ``min(profile, max(P0_MIN, 1.5 * own + 0.005))``. A
+#: key that never asked for its reasoning in thousands of prompts and then
+#: mixes a quarter of elicitation into its traffic is judged against its own
+#: quiet past (at P0_MIN about 18 prompts reach ``H`` at a 25% share, where
+#: the profile's 5% needs about 50); the own share can only make the test
+#: stricter, never looser than the profile (elicitation is not learned as
+#: normal).
+OWN_MIN_PROMPTS = 300
+P0_MIN = 0.01
+#: Critical also needs this many elicitation prompts in the current
+#: excursion of the score (since it was last 0): a handful of curious
+#: prompts from one user of a quiet key is not a verdict, however unusual.
+MIN_STRONG = 6
 
 
 def shares(cfg: DetectorConfig) -> tuple[float, float]:
     p0, p1, _, _ = _steps(cfg.reasoning_expected)
     return p0, p1
+
+
+def expected(st: KeyState, cfg: DetectorConfig) -> tuple[float, str]:
+    """The normal elicitation share this key is judged against, and its source."""
+    if st.learned and st.strong_n >= OWN_MIN_PROMPTS:
+        own = min(cfg.reasoning_expected, max(P0_MIN, 1.5 * st.base_strong + 0.005))
+        return round(own, 3), "own"
+    return cfg.reasoning_expected, "profile"
 
 
 def learn(st: KeyState, under_review: bool) -> None:
@@ -64,12 +88,16 @@ def learn(st: KeyState, under_review: bool) -> None:
 
 
 def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
-    p0, p1, up, down = _steps(cfg.reasoning_expected)
+    expected_share, source = expected(st, cfg)
+    p0, p1, up, down = _steps(expected_share)
     score = st.cusum + min(st.strong * up + (st.prompts - st.strong) * down, STEP_MAX)
     st.cusum = score = max(score, 0.0)
+    st.run_strong = st.run_strong + st.strong if score > 0.0 else 0
     if not st.strong or score <= 0.0 or st.acc_prompts < cfg.reasoning_min:
         return None
     floor = score / H * LEVEL_THRESHOLDS[3]
+    if st.run_strong < MIN_STRONG:
+        floor = min(floor, LEVEL_THRESHOLDS[3] - 0.01)
     if floor <= st.evidence[REASONING]:
         return None  # the evidence already says as much: nothing to add this window
     m = st.acc_prompts
@@ -79,8 +107,9 @@ def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
         f"(profile expects {p0:.0%}; sequential score {score:.1f} of {H:g})",
         {
             "baseline": {
-                "source": "profile",
+                "source": source,
                 "expected_share": p0,
+                "profile_share": cfg.reasoning_expected,
                 "own_past_elicitation_share": round(st.base_strong, 3),
                 "own_past_prompts": st.strong_n,
             },
@@ -92,8 +121,14 @@ def judge(st: KeyState, cfg: DetectorConfig) -> Signal | None:
                 "recent_elicitation_share": round(st.acc_strong / m, 3),
                 "recent_step_by_step_share": round(st.acc_weak / m, 3),
                 "sequential_score": round(score, 2),
+                "elicitation_in_excursion": st.run_strong,
             },
-            "thresholds": {"expected_share": p0, "extraction_share": round(p1, 3), "critical_score": H},
+            "thresholds": {
+                "expected_share": p0,
+                "extraction_share": round(p1, 3),
+                "critical_score": H,
+                "critical_min_elicitation": MIN_STRONG,
+            },
             "samples": [s[1] for s in st.samples if s[0] == "reasoning"],
         },
         floor=floor,

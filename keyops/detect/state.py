@@ -99,6 +99,7 @@ class KeyState:
         "rat_var",
         "reported",
         "ring_pos",
+        "run_strong",
         "samples",
         "skel_hits",
         "skel_ring",
@@ -167,6 +168,7 @@ class KeyState:
         self.base_strong = 0.0
         self.cusum = 0.0  # reasoning elicitation's sequential test (see reasoning.py)
         self.strong_n = 0
+        self.run_strong = 0  # elicitation prompts since the CUSUM was last 0
         # How often consecutive requests change network (decayed): a key
         # reached through a residential proxy pool changes at nearly every
         # request, a product's backend almost never.
