@@ -14,6 +14,8 @@ import typer
 
 from keyops import __version__
 from keyops.cli import audit_cmd, cases_cmd, db_cmd, events_cmd, keys_cmd, serve_cmd, specs_cmd, tokens_cmd
+from keyops.cli import usage
+from keyops.cli.usage import click
 from keyops.cli.context import CliState
 from keyops.cli.findings_cmd import app as findings_app
 from keyops.cli.reconcile_cmd import reconcile as reconcile_command
@@ -67,7 +69,13 @@ def version() -> None:
 def run() -> None:
     """Console-script entry: translate every failure into one line and an exit code."""
     try:
-        app()
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except click.ClickException as exc:
+        sys.exit(usage.report(exc))
+    except typer.Abort:
+        sys.exit(usage.report_abort())
     except KeyOpsError as exc:
         sys.stderr.write(f"keyops: error: {redact(exc.message)}\n")
         sys.exit(exc.exit_code)

@@ -29,6 +29,15 @@ def reconcile(
         )
         console.print("no drift." if report.ok else f"{len(report.drift)} destination(s) drifted.")
     if not report.ok:
+        keys = sorted({r.key for r in report.drift})
+        if repair:
+            # --repair re-delivers the current version; what is left needs a
+            # new version (or the store back), not another --repair.
+            raise ConflictError(
+                f"{len(report.drift)} destination(s) of {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} "
+                f"still differ after --repair (see each row's detail); a key whose current material no "
+                f"destination holds needs a new version: keyops keys rotate {keys[0]}"
+            )
         raise ConflictError(
             f"{len(report.drift)} destination(s) differ from the inventory; run keyops reconcile --repair"
         )
