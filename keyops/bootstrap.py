@@ -106,7 +106,23 @@ def load_builtin_specs(registry: SpecRegistry, settings: Settings) -> None:
         registry.apply(extra_profiles, extra_policies, actor="keyops", source=path)
 
 
-def build(settings: Settings, *, prepare: bool = True) -> App:
+def check_default_specs(registry: SpecRegistry, settings: Settings) -> None:
+    """``keys.default_profile`` and ``keys.default_policy`` must name a known
+    profile and policy: refused at start, naming the setting, rather than at
+    the first ``keys issue`` with a message about an unknown profile."""
+    checks = (
+        ("default_profile", settings.keys.default_profile, [p.name for p, _ in registry.profiles()], "profiles"),
+        ("default_policy", settings.keys.default_policy, [p.name for p, _ in registry.policies()], "policies"),
+    )
+    for setting, value, known, kind in checks:
+        if value not in known:
+            raise ConfigError(
+                f"setting keys.{setting} = {value!r} is not a known {kind[:-1] if kind == 'profiles' else 'policy'}: "
+                f"use one of {', '.join(sorted(known))} (or define it first: keyops {kind} apply -f FILE)"
+            )
+
+
+def build(settings: Settings, *, prepare: bool = True, check_defaults: bool = True) -> App:
     """Wire the application. With ``prepare`` the schema is migrated (when
     allowed) and the built-in profiles and policies are present."""
     audit_key = AuditKeySource(settings.audit)
@@ -143,6 +159,8 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
             ensure_schema(engine, settings)
             with translate_db_errors(settings.database.url):
                 load_builtin_specs(specs, settings)
+                if check_defaults:  # not for `profiles apply`: it may be what defines them
+                    check_default_specs(specs, settings)
         except BaseException:
             engine.dispose()
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from dataclasses import dataclass, field
 
 import typer
@@ -28,11 +29,13 @@ class CliState:
             self._settings = load_settings(self.config_path)
             level = self._settings.log.level if self._settings.log.level != "INFO" else "WARNING"
             configure(level, self._settings.log.format, sql_echo=self._settings.database.echo)
+            for warning in self._settings.warnings:
+                sys.stderr.write(f"keyops: warning: {warning}\n")
         return self._settings
 
-    def app(self, *, prepare: bool = True) -> App:
+    def app(self, *, prepare: bool = True, check_defaults: bool = True) -> App:
         if self._app is None:
-            self._app = build(self.settings, prepare=prepare)
+            self._app = build(self.settings, prepare=prepare, check_defaults=check_defaults)
         return self._app
 
     @property
