@@ -176,6 +176,9 @@ def rotate(
         bool,
         typer.Option("--evict-oldest-inactive", help="aws-iam: delete the user's oldest Inactive key to make room."),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Take over the key's rotation from a worker whose lease is live.")
+    ] = False,
 ) -> None:
     """Rotate a key: a new version everywhere, the old one valid for the grace period."""
     st = state(ctx)
@@ -195,7 +198,13 @@ def rotate(
         return
     assert name is not None
     result = engine.rotate(
-        name, grace_seconds=grace_seconds, actor=st.actor, reason=reason, trigger="manual", evict_oldest_inactive=evict
+        name,
+        grace_seconds=grace_seconds,
+        actor=st.actor,
+        reason=reason,
+        trigger="manual",
+        evict_oldest_inactive=evict,
+        force=force,
     )
     if as_json:
         doc = result.to_document(with_steps=False)

@@ -15,7 +15,6 @@ import typer
 from keyops import __version__
 from keyops.cli import audit_cmd, cases_cmd, db_cmd, events_cmd, keys_cmd, serve_cmd, specs_cmd, tokens_cmd
 from keyops.cli import usage
-from keyops.cli.usage import click
 from keyops.cli.context import CliState
 from keyops.cli.findings_cmd import app as findings_app
 from keyops.cli.reconcile_cmd import reconcile as reconcile_command
@@ -72,7 +71,7 @@ def run() -> None:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except click.ClickException as exc:
+    except usage.ClickException as exc:
         sys.exit(usage.report(exc))
     except typer.Abort:
         sys.exit(usage.report_abort())

@@ -16,6 +16,8 @@ from typer._click import exceptions as click
 
 from keyops.logs import redact
 
+ClickException = click.ClickException
+
 
 def one_line(exc: click.ClickException) -> str:
     """The message of ``exc`` as one line, with where to look for help."""
