@@ -14,12 +14,12 @@ import typer
 
 from keyops import __version__
 from keyops.cli import audit_cmd, cases_cmd, db_cmd, events_cmd, keys_cmd, serve_cmd, specs_cmd, tokens_cmd
-from keyops.cli import usage
 from keyops.cli.context import CliState
 from keyops.cli.findings_cmd import app as findings_app
 from keyops.cli.reconcile_cmd import reconcile as reconcile_command
 from keyops.cli.replay_cmd import replay as replay_command
 from keyops.cli.rotations_cmd import app as rotations_app
+from keyops.cli.usage import ClickException, report_abort, report_usage_error
 from keyops.errors import KeyOpsError
 from keyops.logs import redact
 
@@ -71,10 +71,10 @@ def run() -> None:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except usage.ClickException as exc:
-        sys.exit(usage.report(exc))
+    except ClickException as exc:
+        sys.exit(report_usage_error(exc))
     except typer.Abort:
-        sys.exit(usage.report_abort())
+        sys.exit(report_abort())
     except KeyOpsError as exc:
         sys.stderr.write(f"keyops: error: {redact(exc.message)}\n")
         sys.exit(exc.exit_code)

@@ -111,7 +111,9 @@ def _route_uvicorn_logs() -> None:
 def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option("--host", help="Listen address (default server.host).")] = None,
-    port: Annotated[int | None, typer.Option("--port", min=0, max=65535, help="Listen port (default server.port).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Listen port (default server.port).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API and run the scheduled jobs until SIGTERM/SIGINT."""
     st = state(ctx)

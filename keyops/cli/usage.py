@@ -28,7 +28,7 @@ def one_line(exc: click.ClickException) -> str:
     return message
 
 
-def report(exc: click.ClickException) -> int:
+def report_usage_error(exc: click.ClickException) -> int:
     """Write ``exc`` to stderr as one line; return its exit code."""
     if isinstance(exc, click.NoArgsIsHelpError):
         return exc.exit_code  # the help is already on the terminal: it is the answer
