@@ -107,8 +107,7 @@ class TokenService:
                     actor=actor,
                     action="token.created",
                     reason="",
-                    details={"name": name, "scopes": scope_list}
-                    | ({"replaces_revoked": replaced} if replaced else {}),
+                    details={"name": name, "scopes": scope_list} | ({"replaces_revoked": replaced} if replaced else {}),
                 )
                 view = TokenView.of(row)
         except IntegrityError:
