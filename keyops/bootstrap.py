@@ -20,7 +20,8 @@ from keyops.audit_key import AuditKeySource
 from keyops.config import Settings, builtin_spec_text, read_spec_file
 from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
-from keyops.inventory import changes, migrate
+from keyops.inventory import changes, location, migrate
+from keyops.inventory.location import Access
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
 from keyops.issuers import IssuerRegistry
 from keyops.lifecycle.detection import DetectionService
@@ -71,9 +72,13 @@ def make_database(settings: Settings) -> Engine:
     return make_engine(db.url, pool_size=db.pool_size, connect_timeout=db.connect_timeout)
 
 
-def ensure_schema(engine: Engine, settings: Settings) -> None:
-    with translate_db_errors(settings.database.url):
-        if migrate.is_current(engine):
+def ensure_schema(engine: Engine, settings: Settings, access: Access = Access.WRITE) -> None:
+    url = settings.database.url
+    with translate_db_errors(url):
+        revision = migrate.current_revision(engine)
+        if not location.check_schema(
+            engine, url, settings.database_url_from, access, revision, migrate.head_revision()
+        ):
             return
         if not settings.database.auto_migrate:
             raise DatabaseUnavailableError(
@@ -122,9 +127,14 @@ def check_default_specs(registry: SpecRegistry, settings: Settings) -> None:
             )
 
 
-def build(settings: Settings, *, prepare: bool = True, check_defaults: bool = True) -> App:
+def build(
+    settings: Settings, *, prepare: bool = True, check_defaults: bool = True, access: Access = Access.WRITE
+) -> App:
     """Wire the application. With ``prepare`` the schema is migrated (when
-    allowed) and the built-in profiles and policies are present."""
+    allowed) and the built-in profiles and policies are present. ``access``:
+    whether this caller may create or migrate the schema (see
+    ``inventory.location``); read-only callers neither create nor migrate."""
+    location.check_exists(settings.database.url, settings.database_url_from, access)
     audit_key = AuditKeySource(settings.audit)
     if prepare:
         audit_key.get()  # a missing or unsafe key stops the program here, before anything is written
@@ -156,9 +166,10 @@ def build(settings: Settings, *, prepare: bool = True, check_defaults: bool = Tr
     )
     if prepare:
         try:
-            ensure_schema(engine, settings)
+            ensure_schema(engine, settings, access)
             with translate_db_errors(settings.database.url):
-                load_builtin_specs(specs, settings)
+                if access is not Access.READ:  # a reader writes nothing, not even the built-ins
+                    load_builtin_specs(specs, settings)
                 if check_defaults:  # not for `profiles apply`: it may be what defines them
                     check_default_specs(specs, settings)
         except BaseException:

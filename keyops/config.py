@@ -497,6 +497,8 @@ class Settings:
     spec_files: list[str] = field(default_factory=list)
     #: Where the settings came from (a file path or "defaults"); informational.
     source: str = "defaults"
+    #: Where database.url came from, for "which inventory" messages.
+    database_url_from: str = field(default="the default database.url", metadata=DERIVED)
     #: Problems worth a warning but not a refusal (a misspelt KEYOPS_* variable).
     warnings: list[str] = field(default_factory=list, metadata=DERIVED)
 
@@ -945,6 +947,10 @@ def load_settings(config_path: str | None = None, env: Mapping[str, str] | None 
     settings.stores.file.key_home = default_key_home(env)
     _validate(settings)
     settings.warnings = unknown_env_warnings(env)
+    if "KEYOPS_DATABASE_URL" in env:
+        settings.database_url_from = "KEYOPS_DATABASE_URL"
+    elif isinstance(doc.get("database"), dict) and "url" in doc["database"]:
+        settings.database_url_from = f"database.url in {path}"
     return settings
 
 

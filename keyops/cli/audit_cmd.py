@@ -30,7 +30,7 @@ def list_events(
 ) -> None:
     """List the newest audit events (newest last)."""
     st = state(ctx)
-    app_ = st.app()
+    app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
         stmt = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
         if key:
@@ -65,7 +65,7 @@ def head(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = 
     """Print the chain's head as SEQ:HASH, to anchor it outside the database
     (check it later with `keyops audit verify --expect-head SEQ:HASH`)."""
     st = state(ctx)
-    app_ = st.app()
+    app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
         doc = _head_document(audit.head(session))
     if as_json:
@@ -99,7 +99,7 @@ def verify(
         except ValueError as exc:
             raise InvalidInputError(f"--expect-head: {exc}") from None
     st = state(ctx)
-    app_ = st.app()
+    app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
         result = audit.verify(session, expect_head=expected)
     legacy_problem = None

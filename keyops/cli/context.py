@@ -12,6 +12,7 @@ import typer
 
 from keyops.bootstrap import App, build
 from keyops.config import Settings, load_settings
+from keyops.inventory.location import Access
 from keyops.logs import configure
 
 
@@ -33,9 +34,15 @@ class CliState:
                 sys.stderr.write(f"keyops: warning: {warning}\n")
         return self._settings
 
-    def app(self, *, prepare: bool = True, check_defaults: bool = True) -> App:
+    def app(
+        self, *, prepare: bool = True, check_defaults: bool = True, read_only: bool = False, create: bool = False
+    ) -> App:
+        """The application. ``read_only``: a command that only reads, which
+        must neither create nor migrate the inventory (it says where it looked).
+        ``create``: serve and db upgrade, which create the schema anywhere."""
         if self._app is None:
-            self._app = build(self.settings, prepare=prepare, check_defaults=check_defaults)
+            access = Access.CREATE if create else Access.READ if read_only else Access.WRITE
+            self._app = build(self.settings, prepare=prepare, check_defaults=check_defaults, access=access)
         return self._app
 
     @property

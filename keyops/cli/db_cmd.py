@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from keyops.bootstrap import load_builtin_specs
 from keyops.cli.context import state
 from keyops.cli.output import console
 from keyops.inventory import migrate
@@ -19,9 +20,11 @@ app = typer.Typer(help="Inventory schema migrations.", no_args_is_help=True)
 def upgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the inventory schema up (to the newest by default)."""
     st = state(ctx)
-    app_ = st.app(prepare=False)
+    app_ = st.app(prepare=False, create=True)
     with translate_db_errors(st.settings.database.url):
         migrate.upgrade(app_.engine, revision)
+        if migrate.is_current(app_.engine):
+            load_builtin_specs(app_.specs, st.settings)  # a new inventory is complete: read commands can use it
         console.print(f"{safe_url(st.settings.database.url)} is at revision {migrate.current_revision(app_.engine)}")
 
 
@@ -29,7 +32,7 @@ def upgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "he
 def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "-1") -> None:
     """Migrate the inventory schema down (one step by default; 'base' removes everything)."""
     st = state(ctx)
-    app_ = st.app(prepare=False)
+    app_ = st.app(prepare=False, read_only=True)
     with translate_db_errors(st.settings.database.url):
         migrate.downgrade(app_.engine, revision)
         console.print(
@@ -41,7 +44,7 @@ def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "
 def current(ctx: typer.Context) -> None:
     """Print the schema revision of the inventory and the newest known."""
     st = state(ctx)
-    app_ = st.app(prepare=False)
+    app_ = st.app(prepare=False, read_only=True)
     with translate_db_errors(st.settings.database.url):
         rev = migrate.current_revision(app_.engine)
     head = migrate.head_revision()

@@ -227,7 +227,7 @@ def list_keys(
     as_json: JsonOpt = False,
 ) -> None:
     """List keys, filtered by owner, state or profile."""
-    views = state(ctx).app().keys.list(owner=owner, state=key_state, profile=profile, limit=limit)
+    views = state(ctx).app(read_only=True).keys.list(owner=owner, state=key_state, profile=profile, limit=limit)
     if as_json:
         print_json([v.to_document(with_versions=False) for v in views])
         return
@@ -258,7 +258,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one key with its versions, destinations and recent usage."""
-    app = state(ctx).app()
+    app = state(ctx).app(read_only=True)
     view = app.keys.show(name)
     doc = view.to_document()
     doc["usage"] = usage_summary(app.sessions, view.id)

@@ -18,7 +18,7 @@ def reconcile(
 ) -> None:
     """Report drift per key and destination (exit 5 when any remains)."""
     st = state(ctx)
-    report = st.app().rotations.reconcile(repair=repair, actor=st.actor)
+    report = st.app(read_only=not repair).rotations.reconcile(repair=repair, actor=st.actor)
     if as_json:
         print_json(report.to_document())
     else:

@@ -104,7 +104,7 @@ def list_rotations(
     as_json: JsonOpt = False,
 ) -> None:
     """List rotations, newest first."""
-    results = state(ctx).app().rotations.list(status=status, key=key, limit=limit)
+    results = state(ctx).app(read_only=True).rotations.list(status=status, key=key, limit=limit)
     if as_json:
         print_json([r.to_document() for r in results])
         return
@@ -133,7 +133,7 @@ def show(
     ctx: typer.Context, rotation_id: Annotated[str, typer.Argument(help="Rotation id.")], as_json: JsonOpt = False
 ) -> None:
     """One rotation with each of its steps."""
-    result = state(ctx).app().rotations.show(rotation_id)
+    result = state(ctx).app(read_only=True).rotations.show(rotation_id)
     doc = result.to_document(with_steps=True)
     if as_json:
         print_json(doc)

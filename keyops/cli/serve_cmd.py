@@ -146,7 +146,7 @@ def serve(
         os.environ["KEYOPS_SERVE_PORT"] = str(listen_port)
         uvicorn.run("keyops.cli.serve_cmd:worker_app", factory=True, workers=server_cfg.workers, **common)
         return
-    application = st.app()
+    application = st.app(create=True)
     worker_id = worker_id_for(settings, listen_port, per_process=False)
     asgi = make_asgi(application, worker_id=worker_id)
     server = _Server(uvicorn.Config(asgi, **common))
