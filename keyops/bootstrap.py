@@ -21,8 +21,8 @@ from keyops.config import Settings, builtin_spec_text, read_spec_file
 from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
 from keyops.inventory import changes, location, migrate
-from keyops.inventory.location import Access
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
+from keyops.inventory.location import Access
 from keyops.issuers import IssuerRegistry
 from keyops.lifecycle.detection import DetectionService
 from keyops.lifecycle.findings import FindingService

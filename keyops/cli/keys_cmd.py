@@ -24,6 +24,7 @@ from keyops.lifecycle.views import KeyView
 
 app = typer.Typer(help="Issue and manage keys.", no_args_is_help=True)
 
+DEFAULT_LIST_LIMIT = 1000
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable shape, see README).")]
 ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")]
 
@@ -223,11 +224,32 @@ def list_keys(
     owner: Annotated[str | None, typer.Option("--owner", help="Only keys of this owner.")] = None,
     key_state: Annotated[str | None, typer.Option("--state", help="active, suspended, revoked or expired.")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="Only keys with this profile.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100000)] = 1000,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=100000, help="At most this many keys (a page).")
+    ] = DEFAULT_LIST_LIMIT,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Start after this key name (the next page; printed when more).")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every key, page after page (no --limit).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List keys, filtered by owner, state or profile."""
-    views = state(ctx).app(read_only=True).keys.list(owner=owner, state=key_state, profile=profile, limit=limit)
+    """List keys by name, filtered by owner, state or profile; --limit, --cursor and --all page."""
+    service = state(ctx).app(read_only=True).keys
+    views = service.list(owner=owner, state=key_state, profile=profile, limit=limit, after=cursor)
+    while every and views and len(views) % limit == 0:
+        page = service.list(owner=owner, state=key_state, profile=profile, limit=limit, after=views[-1].name)
+        if not page:
+            break
+        views.extend(page)
+    more = 0
+    if views and not every and len(views) == limit:
+        more = service.count_after(views[-1].name, owner=owner, state=key_state, profile=profile)
+    if more:
+        # Said on stderr, so --json output stays one list.
+        sys.stderr.write(
+            f"keyops: {more} more key(s) after {views[-1].name}: next page with --cursor {views[-1].name}, "
+            f"or --all (or a larger --limit)\n"
+        )
     if as_json:
         print_json([v.to_document(with_versions=False) for v in views])
         return

@@ -6,12 +6,13 @@ event together: either both happen or neither does.
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -266,19 +267,44 @@ class KeyService:
         profile: str | None = None,
         limit: int = 1000,
         offset: int = 0,
+        after: str | None = None,
     ) -> list[KeyView]:
-        if state is not None and state not in {s.value for s in KeyState}:
-            raise InvalidInputError(f"unknown state {state!r}: use one of {', '.join(s.value for s in KeyState)}")
+        """Keys by name; ``after``: only names after this one (the cursor of
+        the next page). Every filter is checked against what exists, so a
+        misspelt profile is refused, not answered with nothing."""
         stmt = select(models.Key).options(selectinload(models.Key.versions), selectinload(models.Key.destinations))
-        if owner:
-            stmt = stmt.where(models.Key.owner == owner)
-        if state:
-            stmt = stmt.where(models.Key.state == state)
-        if profile:
-            stmt = stmt.where(models.Key.profile == profile)
+        stmt = stmt.where(*self._filters(owner, state, profile, after))
         stmt = stmt.order_by(models.Key.name).limit(limit).offset(offset)
         with self._sessions() as session:
             return [KeyView.of(row) for row in session.execute(stmt).scalars()]
+
+    def count_after(
+        self, after: str, *, owner: str | None = None, state: str | None = None, profile: str | None = None
+    ) -> int:
+        """How many keys matching the filters come after ``after`` (what a page left out)."""
+        stmt = select(func.count()).select_from(models.Key).where(*self._filters(owner, state, profile, after))
+        with self._sessions() as session:
+            return int(session.execute(stmt).scalar_one())
+
+    def _filters(
+        self, owner: str | None, state: str | None, profile: str | None, after: str | None
+    ) -> builtins.list[ColumnElement[bool]]:
+        if state is not None and state not in {s.value for s in KeyState}:
+            raise InvalidInputError(f"unknown state {state!r}: use one of {', '.join(s.value for s in KeyState)}")
+        conditions: builtins.list[ColumnElement[bool]] = []
+        if profile:
+            with self._sessions() as session:
+                known = list(session.execute(select(models.Profile.name).order_by(models.Profile.name)).scalars())
+            if profile not in known:
+                raise InvalidInputError(f"unknown profile {profile!r}: use one of {', '.join(known)}")
+            conditions.append(models.Key.profile == profile)
+        if owner:
+            conditions.append(models.Key.owner == owner)
+        if state:
+            conditions.append(models.Key.state == state)
+        if after:
+            conditions.append(models.Key.name > after)
+        return conditions
 
     def count(self) -> int:
         with self._sessions() as session:

@@ -151,7 +151,10 @@ def test_database_unreachable(cli: Any, tmp_path: Path) -> None:
     result = cli("keys", "list", extra_env={"KEYOPS_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/test"})
     one_line_error(result, 7, "cannot use the database at postgresql+psycopg://postgres@127.0.0.1:1/test")
     assert "KEYOPS_DATABASE_URL" in result.stderr
-    result = cli("keys", "list", extra_env={"KEYOPS_DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/keyops.db"})
+    nowhere = {"KEYOPS_DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/keyops.db"}
+    # A read-only command does not create an inventory: it says where it looked.
+    one_line_error(cli("keys", "list", extra_env=nowhere), 7, f"no inventory at {tmp_path}/no/such/dir/keyops.db")
+    result = cli("keys", "issue", "pay/x", "--owner", "pay", extra_env=nowhere)
     one_line_error(result, 7, "cannot use the database")
 
 
