@@ -10,15 +10,17 @@ from typing import Annotated
 import orjson
 import typer
 
+from keyops.cli import progress
 from keyops.cli.adopt_cmd import adopt as adopt_command
 from keyops.cli.adopt_cmd import sync_credentials
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.cli.rotations_cmd import print_rotation, rotate_due
 from keyops.domain.durations import parse_duration
-from keyops.errors import InvalidInputError, StoreError
+from keyops.errors import InvalidInputError, KeyOpsError, StoreError
 from keyops.inventory.types import utcnow
 from keyops.lifecycle import bulk
+from keyops.lifecycle.keys import IssuedKey
 from keyops.lifecycle.usage import usage_summary
 from keyops.lifecycle.views import KeyView
 
@@ -90,7 +92,9 @@ def issue(
     ] = False,
     from_file: Annotated[
         str | None,
-        typer.Option("--from-file", help='Issue many: JSON lines of {"name","owner","profile","policy"}.'),
+        typer.Option(
+            "--from-file", help='Issue many: JSON lines of {"name","owner","profile","policy","description","dest"}.'
+        ),
     ] = None,
     reason: ReasonOpt = "",
     as_json: JsonOpt = False,
@@ -139,6 +143,11 @@ def issue(
 
 
 def _issue_from_file(ctx: typer.Context, path: str, reason: str, no_print: bool) -> None:
+    """Every line is checked (format, names, profiles, policies, destinations)
+    before anything is issued, and every bad one is named. Lines without
+    ``dest`` are issued in one transaction; lines with ``dest`` are then
+    delivered and issued one at a time, each becoming active only once every
+    one of its destinations holds it."""
     st = state(ctx)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -146,16 +155,65 @@ def _issue_from_file(ctx: typer.Context, path: str, reason: str, no_print: bool)
         raise InvalidInputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    entries = bulk.parse_lines(
+    entries, bad = bulk.line_problems(
         text,
         source=path,
         default_profile=st.settings.keys.default_profile,
         default_policy=st.settings.keys.default_policy,
     )
-    issued = st.app().keys.issue_many(
-        [e.request for e in entries], actor=st.actor, reason=reason, labels=[f"{path} line {e.line}" for e in entries]
-    )
-    for result in issued:
+    problems: list[tuple[int, KeyOpsError]] = [(line, InvalidInputError(message)) for line, message in bad]
+    if not entries and not problems:
+        raise InvalidInputError(f"{path}: no keys in the file; nothing was issued")
+    app = st.app()
+    labels = [f"{path} line {e.line}" for e in entries]
+    problems += [(entries[i].line, exc) for i, exc in app.keys.request_problems([e.request for e in entries], labels)]
+    for entry, label in zip(entries, labels, strict=True):
+        for uri in entry.destinations:
+            try:
+                app.stores.resolve(uri)
+            except KeyOpsError as exc:
+                problems.append((entry.line, type(exc)(f"{label}: {exc.message}")))
+    if problems:
+        problems.sort(key=lambda p: p[0])  # stable: a line's problems keep their order
+        first = problems[0][1]
+        raise type(first)(bulk.joined(path, [(line, exc.message) for line, exc in problems]))
+    plain = [e for e in entries if not e.destinations]
+    delivered = [e for e in entries if e.destinations]
+    results: list[tuple[int, IssuedKey]] = []
+    with progress.bar(f"issuing {len(entries)} keys", len(entries)) as bar:
+        if plain:
+            issued = app.keys.issue_many(
+                [e.request for e in plain],
+                actor=st.actor,
+                reason=reason,
+                labels=[f"{path} line {e.line}" for e in plain],
+            )
+            results += [(e.line, r) for e, r in zip(plain, issued, strict=True)]
+            bar.advance(len(plain))
+        for entry in delivered:
+            bar.note(f"{path} line {entry.line}: delivering {entry.request.name}")
+            try:
+                result = app.keys.issue(
+                    entry.request.name,
+                    owner=entry.request.owner,
+                    profile=entry.request.profile,
+                    policy=entry.request.policy,
+                    description=entry.request.description,
+                    actor=st.actor,
+                    reason=reason,
+                    destinations=entry.destinations,
+                )
+            except KeyOpsError as exc:
+                done = f"; {len(results)} key(s) before it were issued" if results else ""
+                _print_issued(results, no_print)
+                raise type(exc)(f"{path} line {entry.line}: {exc.message}{done}") from None
+            results.append((entry.line, result))
+            bar.advance()
+    _print_issued(results, no_print)
+
+
+def _print_issued(results: list[tuple[int, IssuedKey]], no_print: bool) -> None:
+    for _, result in sorted(results, key=lambda r: r[0]):
         doc = issued_document(result.key, None if no_print else result.plaintext)
         sys.stdout.write(orjson.dumps(doc).decode() + "\n")
     sys.stdout.flush()

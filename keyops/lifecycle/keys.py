@@ -22,7 +22,7 @@ from keyops.domain.names import validate_key_name, validate_owner
 from keyops.domain.redact import redact
 from keyops.domain.schedule import next_rotation_at
 from keyops.domain.states import KeyState, VersionState, key_transition
-from keyops.errors import DuplicateNameError, InvalidInputError, NotFoundError
+from keyops.errors import DuplicateNameError, InvalidInputError, KeyOpsError, NotFoundError
 from keyops.inventory import models
 from keyops.inventory.types import utcnow
 from keyops.lifecycle import delivery
@@ -152,6 +152,44 @@ class KeyService:
             session.refresh(row)
             view = KeyView.of(row)
         return IssuedKey(key=view, plaintext=material.plaintext)
+
+    def request_problems(
+        self, requests: Sequence[IssueRequest], labels: Sequence[str]
+    ) -> builtins.list[tuple[int, KeyOpsError]]:
+        """Every problem of every request, checked before anything is written
+        (``keys issue --from-file`` names all bad lines at once): ``(index, error)``."""
+        with self._sessions() as session:
+            profiles = set(session.execute(select(models.Profile.name)).scalars())
+            policies = set(session.execute(select(models.RotationPolicy.name)).scalars())
+            wanted = [r.name for r in requests]
+            existing: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                existing |= set(session.execute(select(models.Key.name).where(models.Key.name.in_(chunk))).scalars())
+        problems: builtins.list[tuple[int, KeyOpsError]] = []
+        seen: set[str] = set()
+        for index, request in enumerate(requests):
+            where = labels[index]
+            try:
+                validate_key_name(request.name)
+                validate_owner(request.owner)
+            except InvalidInputError as exc:
+                problems.append((index, InvalidInputError(f"{where}: {exc.message}")))
+                continue
+            if request.name in seen:
+                problems.append((index, DuplicateNameError(f"{where}: key {request.name!r} appears twice")))
+            elif request.name in existing:
+                problems.append((index, DuplicateNameError(f"{where}: a key named {request.name!r} already exists")))
+            seen.add(request.name)
+            if request.profile not in profiles:
+                known = ", ".join(sorted(profiles))
+                problems.append(
+                    (index, NotFoundError(f"{where}: unknown profile {request.profile!r} (known: {known})"))
+                )
+            elif request.policy not in policies:
+                known = ", ".join(sorted(policies))
+                problems.append((index, NotFoundError(f"{where}: unknown policy {request.policy!r} (known: {known})")))
+        return problems
 
     def issue_many(
         self,
