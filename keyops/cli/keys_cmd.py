@@ -256,15 +256,20 @@ def rotate(
         rotate_due(engine, limit=limit, as_json=as_json)
         return
     assert name is not None
-    result = engine.rotate(
-        name,
-        grace_seconds=grace_seconds,
-        actor=st.actor,
-        reason=reason,
-        trigger="manual",
-        evict_oldest_inactive=evict,
-        force=force,
-    )
+    with progress.bar(f"rotating {name}", None, as_json=as_json) as bar:
+        if progress.wanted(as_json):
+            # A store that does not answer is retried until its timeout: say
+            # which step the rotation is past, so the wait is not silent.
+            engine.checkpoint = lambda _rid, label: bar.note(f"rotating {name}: {label} done, next step...")
+        result = engine.rotate(
+            name,
+            grace_seconds=grace_seconds,
+            actor=st.actor,
+            reason=reason,
+            trigger="manual",
+            evict_oldest_inactive=evict,
+            force=force,
+        )
     if as_json:
         doc = result.to_document(with_steps=False)
         if result.plaintext is not None:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from keyops.cli import progress
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table
 from keyops.errors import ConflictError
@@ -18,7 +19,9 @@ def reconcile(
 ) -> None:
     """Report drift per key and destination (exit 5 when any remains)."""
     st = state(ctx)
-    report = st.app(read_only=not repair).rotations.reconcile(repair=repair, actor=st.actor)
+    app = st.app(read_only=not repair)
+    with progress.bar("reading every destination" + (" and repairing" if repair else ""), None, as_json=as_json):
+        report = app.rotations.reconcile(repair=repair, actor=st.actor)
     if as_json:
         print_json(report.to_document())
     else:
