@@ -30,6 +30,7 @@ COMMON_ACTIONS = (
     "key.suspended",
     "key.resumed",
     "key.revoked",
+    "key.destinations_cleared",
     "key.expired",
     "key.adopted",
     "key.version_retired",

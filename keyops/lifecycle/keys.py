@@ -7,6 +7,7 @@ event together: either both happen or neither does.
 from __future__ import annotations
 
 import builtins
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from keyops.stores.registry import StoreRegistry
 
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_REASON_LENGTH = 1000
+log = logging.getLogger("keyops.keys")
 _AUDIT_ACTIONS = {"suspend": "key.suspended", "resume": "key.resumed", "revoke": "key.revoked", "expire": "key.expired"}
 
 
@@ -387,7 +389,43 @@ class KeyService:
         return self._transition(name_or_id, "resume", actor=actor, reason=reason)
 
     def revoke(self, name_or_id: str, *, actor: str, reason: str = "") -> KeyView:
-        return self._transition(name_or_id, "revoke", actor=actor, reason=reason)
+        """Revoke the key and every version (verify refuses them at once),
+        then delete the secret from each of its destinations: a revoked key
+        left as a store's current value looks valid to whoever reads it and
+        fails only at verify, with no hint why; an empty destination fails
+        at the read. Only secrets keyops owns for this key are deleted. A
+        store that cannot be reached leaves its secret (logged, audited as
+        ``failed``); the revoke itself stands."""
+        view = self._transition(name_or_id, "revoke", actor=actor, reason=reason)
+        if view.destinations and self.stores is not None:
+            self._clear_destinations(view, actor)
+        return view
+
+    def _clear_destinations(self, view: KeyView, actor: str) -> None:
+        assert self.stores is not None
+        deleted: builtins.list[str] = []
+        failed: builtins.list[dict[str, str]] = []
+        for uri in view.destinations:
+            try:
+                dest, store = self.stores.resolve(uri)
+                store.delete(dest, view.id)
+                deleted.append(uri)
+            except KeyOpsError as exc:
+                failed.append({"destination": uri, "error": exc.message})
+                log.warning(
+                    "the revoked key is still in a destination: delete it there by hand",
+                    extra={"key": view.name, "destination": uri, "error": exc.message},
+                )
+        with self._sessions.begin() as session:
+            audit.append(
+                session,
+                actor=actor,
+                action="key.destinations_cleared",
+                key_id=view.id,
+                key_name=view.name,
+                reason="revoked",
+                details={"deleted": deleted, "failed": failed},
+            )
 
     def update(
         self,
