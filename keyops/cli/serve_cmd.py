@@ -27,6 +27,7 @@ from keyops.bootstrap import App, build
 from keyops.cli.context import state
 from keyops.config import Settings, load_settings
 from keyops.domain.durations import parse_duration
+from keyops.inventory.location import Access
 from keyops.logs import configure
 from keyops.scheduler import Scheduler
 
@@ -71,7 +72,8 @@ def worker_app() -> Any:
     settings = load_settings(os.environ.get(_CONFIG_ENV) or None)
     configure(settings.log.level, settings.log.format, sql_echo=settings.database.echo)
     port = int(os.environ.get("KEYOPS_SERVE_PORT", settings.server.port))
-    return make_asgi(build(settings), worker_id=worker_id_for(settings, port, per_process=True))
+    application = build(settings, access=Access.CREATE)  # serve creates the schema, like db upgrade
+    return make_asgi(application, worker_id=worker_id_for(settings, port, per_process=True))
 
 
 class _Server(uvicorn.Server):
