@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from keyops.bootstrap import load_builtin_specs
 from keyops.cli.context import state
 from keyops.cli.output import console
 from keyops.inventory import migrate
@@ -23,8 +22,6 @@ def upgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "he
     app_ = st.app(prepare=False, create=True)
     with translate_db_errors(st.settings.database.url):
         migrate.upgrade(app_.engine, revision)
-        if migrate.is_current(app_.engine):
-            load_builtin_specs(app_.specs, st.settings)  # a new inventory is complete: read commands can use it
         console.print(f"{safe_url(st.settings.database.url)} is at revision {migrate.current_revision(app_.engine)}")
 
 
