@@ -498,9 +498,9 @@ class Settings:
     #: Where the settings came from (a file path or "defaults"); informational.
     source: str = "defaults"
     #: Where database.url came from, for "which inventory" messages.
-    database_url_from: str = field(default="the default database.url", metadata=DERIVED)
+    database_url_from: str = field(default="the default database.url", metadata=DERIVED, compare=False)
     #: Problems worth a warning but not a refusal (a misspelt KEYOPS_* variable).
-    warnings: list[str] = field(default_factory=list, metadata=DERIVED)
+    warnings: list[str] = field(default_factory=list, metadata=DERIVED, compare=False)
 
 
 def _coerce(value: Any, kind: Any, path: str) -> Any:
