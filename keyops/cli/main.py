@@ -68,7 +68,9 @@ def version() -> None:
 def run() -> None:
     """Console-script entry: translate every failure into one line and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False)  # Click errors come here, not to Typer's boxes
+        if code == 130:  # Typer turns Ctrl-C into exit code 130
+            sys.stderr.write("keyops: interrupted\n")
         if isinstance(code, int) and code:
             sys.exit(code)
     except ClickException as exc:
