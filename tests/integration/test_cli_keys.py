@@ -203,6 +203,8 @@ window = "Tue-Thu 09:00-16:00 UTC"
 def test_profile_files_apply_and_bad_files_name_the_line(cli: Any, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD_PROFILE)
+    # Read-only commands do not create the inventory (issue 17): a writer does.
+    ok(cli("keys", "issue", "a/zero", "--owner", "alpha"))
     before = snapshot(cli)
     one_line_error(cli("profiles", "apply", "-f", str(bad)), 6, f"{bad}:7: profiles.team-x.limits.concurrency")
     broken = tmp_path / "broken.toml"
@@ -235,7 +237,7 @@ def test_profile_files_apply_and_bad_files_name_the_line(cli: Any, tmp_path: Pat
     )
     assert (issued["profile"], issued["policy"]) == ("team-x", "weekly")
     actions = [e["action"] for e in json.loads(ok(cli("audit", "list", "--json")).stdout)]
-    assert actions == ["profile.created", "policy.created", "key.issued"]
+    assert actions == ["key.issued", "profile.created", "policy.created", "key.issued"]
     assert ok(cli("profiles", "show", "interactive")).stdout
     assert ok(cli("policies", "list")).stdout
 
