@@ -157,3 +157,16 @@ def test_progress_on_a_terminal_only(run, tmp_path: Path) -> None:  # type: igno
     code, shown = _on_a_terminal(run.env, tmp_path, "reconcile", "--json")
     assert code == 0, shown
     assert "reading every destination" not in shown and '"ok": true' in shown, shown
+
+
+def test_repair_that_cannot_repair_says_rotate(run, tmp_path: Path, base_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    issued = run("keys", "issue", "pay/lost", "--owner", "pay", "--dest", "file:pay/lost.key", "--no-print")
+    assert issued.code == 0, issued.stderr
+    stored = Path(base_env["KEYOPS_STORES_FILE_DIRECTORY"]) / "pay" / "lost.key"
+    stored.unlink()  # the only copy of the current material is gone
+    repaired = run("reconcile", "--repair")
+    assert repaired.code == 5, repaired
+    # The file store's single-host warning is a log line; the error is the last line.
+    line = repaired.stderr.strip().splitlines()[-1]
+    assert line.startswith("keyops: error: ") and "still differ after --repair" in line, line
+    assert "keyops keys rotate pay/lost" in line and "run keyops reconcile --repair" not in repaired.stderr
