@@ -21,8 +21,9 @@ from keyops.config import Settings, builtin_spec_text, read_spec_file
 from keyops.domain.durations import parse_duration
 from keyops.domain.specs import SpecError, find_line, parse_spec_document
 from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputError
-from keyops.inventory import changes, migrate
+from keyops.inventory import changes, location, migrate
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
+from keyops.inventory.location import Access
 from keyops.issuers import IssuerRegistry
 from keyops.lifecycle.checkpoint import EngineCheckpoints
 from keyops.lifecycle.detection import DetectionService
@@ -78,9 +79,13 @@ def make_database(settings: Settings) -> Engine:
     return make_engine(db.url, pool_size=db.pool_size, connect_timeout=db.connect_timeout)
 
 
-def ensure_schema(engine: Engine, settings: Settings) -> None:
-    with translate_db_errors(settings.database.url):
-        if migrate.is_current(engine):
+def ensure_schema(engine: Engine, settings: Settings, access: Access = Access.WRITE) -> None:
+    url = settings.database.url
+    with translate_db_errors(url):
+        revision = migrate.current_revision(engine)
+        if not location.check_schema(
+            engine, url, settings.database_url_from, access, revision, migrate.head_revision()
+        ):
             return
         if not settings.database.auto_migrate:
             raise DatabaseUnavailableError(
@@ -113,9 +118,32 @@ def load_builtin_specs(registry: SpecRegistry, settings: Settings) -> None:
         registry.apply(extra_profiles, extra_policies, actor="keyops", source=path)
 
 
-def build(settings: Settings, *, prepare: bool = True) -> App:
+def check_default_specs(registry: SpecRegistry, settings: Settings) -> None:
+    """``keys.default_profile`` and ``keys.default_policy`` must name a known
+    profile and policy: refused at start, naming the setting, rather than at
+    the first ``keys issue`` with a message about an unknown profile."""
+    checks = (
+        ("default_profile", settings.keys.default_profile, [p.name for p, _ in registry.profiles()], "profiles"),
+        ("default_policy", settings.keys.default_policy, [p.name for p, _ in registry.policies()], "policies"),
+    )
+    for setting, value, known, kind in checks:
+        # No spec at all: a schema `db upgrade` just made, that no writer has
+        # filled with the built-ins yet (the next writer does, then this checks).
+        if known and value not in known:
+            raise ConfigError(
+                f"setting keys.{setting} = {value!r} is not a known {kind[:-1] if kind == 'profiles' else 'policy'}: "
+                f"use one of {', '.join(sorted(known))} (or define it first: keyops {kind} apply -f FILE)"
+            )
+
+
+def build(
+    settings: Settings, *, prepare: bool = True, check_defaults: bool = True, access: Access = Access.WRITE
+) -> App:
     """Wire the application. With ``prepare`` the schema is migrated (when
-    allowed) and the built-in profiles and policies are present."""
+    allowed) and the built-in profiles and policies are present. ``access``:
+    whether this caller may create or migrate the schema (see
+    ``inventory.location``); read-only callers neither create nor migrate."""
+    location.check_exists(settings.database.url, settings.database_url_from, access)
     audit_key = AuditKeySource(settings.audit)
     if prepare:
         audit_key.get()  # a missing or unsafe key stops the program here, before anything is written
@@ -155,9 +183,12 @@ def build(settings: Settings, *, prepare: bool = True) -> App:
     )
     if prepare:
         try:
-            ensure_schema(engine, settings)
+            ensure_schema(engine, settings, access)
             with translate_db_errors(settings.database.url):
-                load_builtin_specs(specs, settings)
+                if access is not Access.READ:  # a reader writes nothing, not even the built-ins
+                    load_builtin_specs(specs, settings)
+                if check_defaults:  # not for `profiles apply`: it may be what defines them
+                    check_default_specs(specs, settings)
         except BaseException:
             engine.dispose()
             raise

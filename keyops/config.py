@@ -532,6 +532,10 @@ class Settings:
     spec_files: list[str] = field(default_factory=list)
     #: Where the settings came from (a file path or "defaults"); informational.
     source: str = "defaults"
+    #: Where database.url came from, for "which inventory" messages.
+    database_url_from: str = field(default="the default database.url", metadata=DERIVED, compare=False)
+    #: Problems worth a warning but not a refusal (a misspelt KEYOPS_* variable).
+    warnings: list[str] = field(default_factory=list, metadata=DERIVED, compare=False)
 
 
 def _coerce(value: Any, kind: Any, path: str) -> Any:
@@ -904,6 +908,69 @@ def _validate_audit(settings: Settings) -> None:
         )
 
 
+#: KEYOPS_* variables that are not settings: read by keyops itself, its
+#: daemon's worker processes, its tests and its CI tooling.
+OTHER_ENV = frozenset(
+    {
+        "KEYOPS_CONFIG",
+        "KEYOPS_DEBUG",
+        "KEYOPS_NO_PROGRESS",
+        "KEYOPS_SERVE_CONFIG",
+        "KEYOPS_SERVE_PORT",
+        "KEYOPS_REQUIRE_SERVICES",
+        "KEYOPS_DOCKER_COMPOSE",
+        "KEYOPS_HADOLINT",
+        "KEYOPS_PROMTOOL",
+        "KEYOPS_SYSTEMD_ANALYZE",
+        "KEYOPS_TOOLS_BIN",
+    }
+)
+OTHER_ENV_PREFIXES = ("KEYOPS_TEST_", "KEYOPS_BENCH_")
+
+
+def setting_env_names(cls: type[Any] = Settings, path: str = "") -> tuple[set[str], set[tuple[str, str]]]:
+    """The environment variable of every setting, and for named tables
+    (``[notify.webhooks.<name>]``) their (prefix, field suffix) pairs."""
+    names: set[str] = set()
+    patterns: set[tuple[str, str]] = set()
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "source" or f.metadata.get("derived"):
+            continue
+        kind = hints[f.name]
+        fpath = f"{path}.{f.name}" if path else f.name
+        env_name = ENV_PREFIX + fpath.replace(".", "_").upper()
+        if typing.get_origin(kind) is dict:
+            item = typing.get_args(kind)[1]
+            patterns |= {(env_name + "_", "_" + g.name.upper()) for g in dataclasses.fields(item)}
+        elif dataclasses.is_dataclass(kind):
+            sub_names, sub_patterns = setting_env_names(typing.cast(type, kind), fpath)
+            names |= sub_names
+            patterns |= sub_patterns
+        else:
+            names.add(env_name)
+    return names, patterns
+
+
+def unknown_env_warnings(env: Mapping[str, str]) -> list[str]:
+    """One warning per KEYOPS_* variable that sets nothing (a typo would
+    otherwise be ignored in silence), with the closest real name."""
+    import difflib
+
+    names, patterns = setting_env_names()
+    known = names | OTHER_ENV
+    warnings: list[str] = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known or name.startswith(OTHER_ENV_PREFIXES):
+            continue
+        if any(name.startswith(p) and name.endswith(sfx) and len(name) > len(p) + len(sfx) for p, sfx in patterns):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else " (see config/keyops.example.toml for the settings)"
+        warnings.append(f"ignoring unknown environment variable {name}{hint}")
+    return warnings
+
+
 def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     if explicit:
         path = Path(explicit)
@@ -950,6 +1017,11 @@ def load_settings(config_path: str | None = None, env: Mapping[str, str] | None 
         settings.audit.key_file = str(default_state_directory(env) / "audit.key")
     settings.stores.file.key_home = default_key_home(env)
     _validate(settings)
+    settings.warnings = unknown_env_warnings(env)
+    if "KEYOPS_DATABASE_URL" in env:
+        settings.database_url_from = "KEYOPS_DATABASE_URL"
+    elif isinstance(doc.get("database"), dict) and "url" in doc["database"]:
+        settings.database_url_from = f"database.url in {path}"
     return settings
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from keyops import audit
 from keyops.bootstrap import App
@@ -20,6 +22,37 @@ from keyops.lifecycle.keys import find_key
 app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 
 
+#: Actions that are always valid filters, present in this log or not (the
+#: others are whatever the log holds: profile.created, key.credential_deleted...).
+COMMON_ACTIONS = (
+    "key.issued",
+    "key.updated",
+    "key.suspended",
+    "key.resumed",
+    "key.revoked",
+    "key.destinations_cleared",
+    "key.expired",
+    "key.adopted",
+    "key.version_retired",
+    "rotation.started",
+    "rotation.resumed",
+    "token.created",
+    "token.revoked",
+)
+
+
+def check_action(session: Session, action: str) -> None:
+    """``--action`` must be an action name, like ``--state`` must be a state:
+    ``revoke`` is refused with ``key.revoked`` suggested, not answered with nothing."""
+    present = set(session.execute(select(AuditEvent.action).distinct()).scalars())
+    known = sorted(present | set(COMMON_ACTIONS))
+    if action in known:
+        return
+    close = [a for a in known if action.lower() in a] or difflib.get_close_matches(action, known, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close[:3])}? " if close else ""
+    raise InvalidInputError(f"unknown audit action {action!r}: {hint}valid actions: {', '.join(known)}")
+
+
 @app.command("list")
 def list_events(
     ctx: typer.Context,
@@ -30,12 +63,13 @@ def list_events(
 ) -> None:
     """List the newest audit events (newest last)."""
     st = state(ctx)
-    app_ = st.app()
+    app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
         stmt = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
         if key:
             stmt = stmt.where(AuditEvent.key_id == find_key(session, key).id)
         if action:
+            check_action(session, action)
             stmt = stmt.where(AuditEvent.action == action)
         events = list(reversed(session.execute(stmt).scalars().all()))
         docs = [audit.event_document(e) for e in events]
@@ -65,7 +99,7 @@ def head(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = 
     """Print the chain's head as SEQ:HASH, to anchor it outside the database
     (check it later with `keyops audit verify --expect-head SEQ:HASH`)."""
     st = state(ctx)
-    app_ = st.app()
+    app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
         doc = _head_document(audit.head(session))
     if as_json:
@@ -99,7 +133,7 @@ def verify(
         except ValueError as exc:
             raise InvalidInputError(f"--expect-head: {exc}") from None
     st = state(ctx)
-    app_ = st.app()
+    app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
         result = audit.verify(session, expect_head=expected)
     legacy_problem = None

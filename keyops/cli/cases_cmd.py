@@ -35,7 +35,7 @@ def cases_list(
 ) -> None:
     """List cases, the most recently active first: two lines each (id,
     severity, status, decision; then last activity, key, findings, summary)."""
-    items = state(ctx).app().detection.findings.cases.list(status=status, limit=limit)
+    items = state(ctx).app(read_only=True).detection.findings.cases.list(status=status, limit=limit)
     if as_json:
         print_json(items)
         return
@@ -56,7 +56,7 @@ def cases_list(
 @app.command("show")
 def cases_show(ctx: typer.Context, case_id: CaseId, as_json: JsonOpt = False) -> None:
     """Show one case with its findings (keyops findings show ID for the evidence)."""
-    doc = state(ctx).app().detection.findings.cases.show(case_id)
+    doc = state(ctx).app(read_only=True).detection.findings.cases.show(case_id)
     if as_json:
         print_json(doc)
         return

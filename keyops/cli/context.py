@@ -36,13 +36,22 @@ class CliState:
             # daemon (``serve``) configures its own logs as the settings say.
             fmt = "text" if sys.stderr.isatty() else self._settings.log.format
             configure(level, fmt, sql_echo=self._settings.database.echo)
+            for warning in self._settings.warnings:
+                sys.stderr.write(f"keyops: warning: {warning}\n")
         return self._settings
 
-    def app(self, *, prepare: bool = True) -> App:
+    def app(
+        self, *, prepare: bool = True, check_defaults: bool = True, read_only: bool = False, create: bool = False
+    ) -> App:
+        """The application. ``read_only``: a command that only reads, which
+        must neither create nor migrate the inventory (it says where it looked).
+        ``create``: serve and db upgrade, which create the schema anywhere."""
         if self._app is None:
             from keyops.bootstrap import build
+            from keyops.inventory.location import Access
 
-            self._app = build(self.settings, prepare=prepare)
+            access = Access.CREATE if create else Access.READ if read_only else Access.WRITE
+            self._app = build(self.settings, prepare=prepare, check_defaults=check_defaults, access=access)
         return self._app
 
     @property

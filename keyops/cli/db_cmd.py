@@ -19,7 +19,7 @@ app = typer.Typer(help="Inventory schema migrations.", no_args_is_help=True)
 def upgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the inventory schema up (to the newest by default)."""
     st = state(ctx)
-    app_ = st.app(prepare=False)
+    app_ = st.app(prepare=False, create=True)
     with translate_db_errors(st.settings.database.url):
         migrate.upgrade(app_.engine, revision)
         console.print(f"{safe_url(st.settings.database.url)} is at revision {migrate.current_revision(app_.engine)}")
@@ -29,7 +29,7 @@ def upgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "he
 def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "-1") -> None:
     """Migrate the inventory schema down (one step by default; 'base' removes everything)."""
     st = state(ctx)
-    app_ = st.app(prepare=False)
+    app_ = st.app(prepare=False, read_only=True)
     with translate_db_errors(st.settings.database.url):
         migrate.downgrade(app_.engine, revision)
         console.print(
@@ -41,7 +41,7 @@ def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()] = "
 def current(ctx: typer.Context) -> None:
     """Print the schema revision of the inventory and the newest known."""
     st = state(ctx)
-    app_ = st.app(prepare=False)
+    app_ = st.app(prepare=False, read_only=True)
     with translate_db_errors(st.settings.database.url):
         rev = migrate.current_revision(app_.engine)
     head = migrate.head_revision()

@@ -28,7 +28,7 @@ def list_events(
     if status is not None and status not in STATUSES:
         raise InvalidInputError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
     st = state(ctx)
-    app_ = st.app()
+    app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url):
         rows = app_.notify.list_deliveries(status=status, limit=limit)
     docs: list[dict[str, Any]] = [

@@ -40,7 +40,7 @@ def findings_list(
 ) -> None:
     """List findings, newest first: two lines each (id, severity, action;
     then time, key, detector, case and summary), to fit 80 columns."""
-    items = state(ctx).app().detection.findings.list(key=key, case=case, limit=limit)
+    items = state(ctx).app(read_only=True).detection.findings.list(key=key, case=case, limit=limit)
     if as_json:
         print_json(items)
         return
@@ -67,7 +67,7 @@ def findings_show(
 ) -> None:
     """Show one finding with its evidence: what it was judged against, what
     was observed, the thresholds and redacted samples."""
-    doc = state(ctx).app().detection.findings.show(finding_id)
+    doc = state(ctx).app(read_only=True).detection.findings.show(finding_id)
     if as_json:
         print_json(doc)
         return

@@ -10,6 +10,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from keyops.cli import progress
 from keyops.cli.adopt_cmd import adopt as adopt_command
 from keyops.cli.adopt_cmd import sync_credentials
 from keyops.cli.context import state
@@ -17,14 +18,16 @@ from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.cli.rotations_cmd import print_rotation, rotate_due
 from keyops.domain.abbrev import abbreviate
 from keyops.domain.durations import parse_duration
-from keyops.errors import InvalidInputError, StoreError
+from keyops.errors import InvalidInputError, KeyOpsError, StoreError
 from keyops.inventory.types import utcnow
 from keyops.lifecycle import bulk
+from keyops.lifecycle.keys import IssuedKey
 from keyops.lifecycle.usage import usage_summary
 from keyops.lifecycle.views import KeyView
 
 app = typer.Typer(help="Issue and manage keys.", no_args_is_help=True)
 
+DEFAULT_LIST_LIMIT = 1000
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable shape, see README).")]
 ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")]
 
@@ -90,7 +93,9 @@ def issue(
     ] = False,
     from_file: Annotated[
         str | None,
-        typer.Option("--from-file", help='Issue many: JSON lines of {"name","owner","profile","policy"}.'),
+        typer.Option(
+            "--from-file", help='Issue many: JSON lines of {"name","owner","profile","policy","description","dest"}.'
+        ),
     ] = None,
     reason: ReasonOpt = "",
     as_json: JsonOpt = False,
@@ -139,6 +144,11 @@ def issue(
 
 
 def _issue_from_file(ctx: typer.Context, path: str, reason: str, no_print: bool) -> None:
+    """Every line is checked (format, names, profiles, policies, destinations)
+    before anything is issued, and every bad one is named. Lines without
+    ``dest`` are issued in one transaction; lines with ``dest`` are then
+    delivered and issued one at a time, each becoming active only once every
+    one of its destinations holds it."""
     st = state(ctx)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -146,16 +156,65 @@ def _issue_from_file(ctx: typer.Context, path: str, reason: str, no_print: bool)
         raise InvalidInputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    entries = bulk.parse_lines(
+    entries, bad = bulk.line_problems(
         text,
         source=path,
         default_profile=st.settings.keys.default_profile,
         default_policy=st.settings.keys.default_policy,
     )
-    issued = st.app().keys.issue_many(
-        [e.request for e in entries], actor=st.actor, reason=reason, labels=[f"{path} line {e.line}" for e in entries]
-    )
-    for result in issued:
+    problems: list[tuple[int, KeyOpsError]] = [(line, InvalidInputError(message)) for line, message in bad]
+    if not entries and not problems:
+        raise InvalidInputError(f"{path}: no keys in the file; nothing was issued")
+    app = st.app()
+    labels = [f"{path} line {e.line}" for e in entries]
+    problems += [(entries[i].line, exc) for i, exc in app.keys.request_problems([e.request for e in entries], labels)]
+    for entry, label in zip(entries, labels, strict=True):
+        for uri in entry.destinations:
+            try:
+                app.stores.resolve(uri)
+            except KeyOpsError as exc:
+                problems.append((entry.line, type(exc)(f"{label}: {exc.message}")))
+    if problems:
+        problems.sort(key=lambda p: p[0])  # stable: a line's problems keep their order
+        first = problems[0][1]
+        raise type(first)(bulk.joined(path, [(line, exc.message) for line, exc in problems]))
+    plain = [e for e in entries if not e.destinations]
+    delivered = [e for e in entries if e.destinations]
+    results: list[tuple[int, IssuedKey]] = []
+    with progress.bar(f"issuing {len(entries)} keys", len(entries)) as bar:
+        if plain:
+            issued = app.keys.issue_many(
+                [e.request for e in plain],
+                actor=st.actor,
+                reason=reason,
+                labels=[f"{path} line {e.line}" for e in plain],
+            )
+            results += [(e.line, r) for e, r in zip(plain, issued, strict=True)]
+            bar.advance(len(plain))
+        for entry in delivered:
+            bar.note(f"{path} line {entry.line}: delivering {entry.request.name}")
+            try:
+                result = app.keys.issue(
+                    entry.request.name,
+                    owner=entry.request.owner,
+                    profile=entry.request.profile,
+                    policy=entry.request.policy,
+                    description=entry.request.description,
+                    actor=st.actor,
+                    reason=reason,
+                    destinations=entry.destinations,
+                )
+            except KeyOpsError as exc:
+                done = f"; {len(results)} key(s) before it were issued" if results else ""
+                _print_issued(results, no_print)
+                raise type(exc)(f"{path} line {entry.line}: {exc.message}{done}") from None
+            results.append((entry.line, result))
+            bar.advance()
+    _print_issued(results, no_print)
+
+
+def _print_issued(results: list[tuple[int, IssuedKey]], no_print: bool) -> None:
+    for _, result in sorted(results, key=lambda r: r[0]):
         doc = issued_document(result.key, None if no_print else result.plaintext)
         sys.stdout.write(orjson.dumps(doc).decode() + "\n")
     sys.stdout.flush()
@@ -177,6 +236,9 @@ def rotate(
         bool,
         typer.Option("--evict-oldest-inactive", help="aws-iam: delete the user's oldest Inactive key to make room."),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Take over the key's rotation from a worker whose lease is live.")
+    ] = False,
 ) -> None:
     """Rotate a key: a new version everywhere, the old one valid for the grace period."""
     st = state(ctx)
@@ -195,9 +257,20 @@ def rotate(
         rotate_due(engine, limit=limit, as_json=as_json)
         return
     assert name is not None
-    result = engine.rotate(
-        name, grace_seconds=grace_seconds, actor=st.actor, reason=reason, trigger="manual", evict_oldest_inactive=evict
-    )
+    with progress.bar(f"rotating {name}", None, as_json=as_json) as bar:
+        if progress.wanted(as_json):
+            # A store that does not answer is retried until its timeout: say
+            # which step the rotation is past, so the wait is not silent.
+            engine.checkpoint = lambda _rid, label: bar.note(f"rotating {name}: {label} done, next step...")
+        result = engine.rotate(
+            name,
+            grace_seconds=grace_seconds,
+            actor=st.actor,
+            reason=reason,
+            trigger="manual",
+            evict_oldest_inactive=evict,
+            force=force,
+        )
     if as_json:
         doc = result.to_document(with_steps=False)
         if result.plaintext is not None:
@@ -215,11 +288,32 @@ def list_keys(
     owner: Annotated[str | None, typer.Option("--owner", help="Only keys of this owner.")] = None,
     key_state: Annotated[str | None, typer.Option("--state", help="active, suspended, revoked or expired.")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="Only keys with this profile.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100000)] = 1000,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=100000, help="At most this many keys (a page).")
+    ] = DEFAULT_LIST_LIMIT,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Start after this key name (the next page; printed when more).")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every key, page after page (no --limit).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List keys, filtered by owner, state or profile."""
-    views = state(ctx).app().keys.list(owner=owner, state=key_state, profile=profile, limit=limit)
+    """List keys by name, filtered by owner, state or profile; --limit, --cursor and --all page."""
+    service = state(ctx).app(read_only=True).keys
+    views = service.list(owner=owner, state=key_state, profile=profile, limit=limit, after=cursor)
+    while every and views and len(views) % limit == 0:
+        page = service.list(owner=owner, state=key_state, profile=profile, limit=limit, after=views[-1].name)
+        if not page:
+            break
+        views.extend(page)
+    more = 0
+    if views and not every and len(views) == limit:
+        more = service.count_after(views[-1].name, owner=owner, state=key_state, profile=profile)
+    if more:
+        # Said on stderr, so --json output stays one list.
+        sys.stderr.write(
+            f"keyops: {more} more key(s) after {views[-1].name}: next page with --cursor {views[-1].name}, "
+            f"or --all (or a larger --limit)\n"
+        )
     if as_json:
         print_json([v.to_document(with_versions=False) for v in views])
         return
@@ -252,7 +346,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one key with its versions, destinations and recent usage."""
-    app = state(ctx).app()
+    app = state(ctx).app(read_only=True)
     view = app.keys.show(name)
     doc = view.to_document()
     doc["usage"] = usage_summary(app.sessions, view.id)

@@ -15,6 +15,7 @@ import typer
 from keyops import __version__
 from keyops.cli.context import CliState
 from keyops.cli.lazy import LazyCommand, lazy_group
+from keyops.cli.usage import ClickException, report_abort, report_usage_error
 from keyops.errors import KeyOpsError
 from keyops.logs import redact
 
@@ -101,7 +102,15 @@ def run() -> None:
     if _answered_without_typer(sys.argv[1:]):
         return
     try:
-        app(prog_name="keyops")
+        code = app(prog_name="keyops", standalone_mode=False)  # Click errors come here, not to Typer's boxes
+        if code == 130:  # Typer turns Ctrl-C into exit code 130
+            sys.stderr.write("keyops: interrupted\n")
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except ClickException as exc:
+        sys.exit(report_usage_error(exc))
+    except typer.Abort:
+        sys.exit(report_abort())
     except KeyOpsError as exc:
         sys.stderr.write(f"keyops: error: {redact(exc.message)}\n")
         sys.exit(exc.exit_code)

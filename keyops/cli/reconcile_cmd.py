@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from keyops.cli import progress
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table
 from keyops.errors import ConflictError
@@ -18,7 +19,9 @@ def reconcile(
 ) -> None:
     """Report drift per key and destination (exit 5 when any remains)."""
     st = state(ctx)
-    report = st.app().rotations.reconcile(repair=repair, actor=st.actor)
+    app = st.app(read_only=not repair)
+    with progress.bar("reading every destination" + (" and repairing" if repair else ""), None, as_json=as_json):
+        report = app.rotations.reconcile(repair=repair, actor=st.actor)
     if as_json:
         print_json(report.to_document())
     else:
@@ -29,6 +32,15 @@ def reconcile(
         )
         console.print("no drift." if report.ok else f"{len(report.drift)} destination(s) drifted.")
     if not report.ok:
+        keys = sorted({r.key for r in report.drift})
+        if repair:
+            # --repair re-delivers the current version; what is left needs a
+            # new version (or the store back), not another --repair.
+            raise ConflictError(
+                f"{len(report.drift)} destination(s) of {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} "
+                f"still differ after --repair (see each row's detail); a key whose current material no "
+                f"destination holds needs a new version: keyops keys rotate {keys[0]}"
+            )
         raise ConflictError(
             f"{len(report.drift)} destination(s) differ from the inventory; run keyops reconcile --repair"
         )

@@ -15,7 +15,6 @@ the same as live intake's.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from keyops.cli.context import state
 from keyops.cli.evidence import cut, key_lines
 from keyops.cli.output import console, print_json
+from keyops.cli.progress import wanted as progress_wanted
 from keyops.detect import cloudtrail
 from keyops.detect.events import UsageEvent
 from keyops.detect.model import iso
@@ -173,7 +173,7 @@ def replay(
     app = st.app()
     service = app.detection.replay_session(dry_run=dry_run)
     service.engine.lateness = REPLAY_LATENESS
-    show_progress = sys.stderr.isatty() and not os.environ.get("KEYOPS_NO_PROGRESS")
+    show_progress = progress_wanted(as_json)  # never mixed into --json output
     if cloudtrail.looks_like_cloudtrail(file):  # AWS IAM keys' usage (issue 6)
         accepted, result, problems = cloudtrail.replay(service, file, app.sessions)
     else:

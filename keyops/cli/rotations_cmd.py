@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -12,12 +13,17 @@ from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.domain.abbrev import abbreviate
 from keyops.errors import StoreError
+from keyops.lifecycle.lease_holder import Holder
 from keyops.lifecycle.rotation import RotationEngine
 from keyops.lifecycle.rotation_result import RotationResult
 
 app = typer.Typer(help="Rotations: each one's steps, attempts and errors.", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (stable shape, see README).")]
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def print_rotation(result: RotationResult) -> None:
@@ -37,20 +43,29 @@ def print_rotation(result: RotationResult) -> None:
         typer.echo(result.plaintext)
 
 
-def _summary(results: list[RotationResult], as_json: bool) -> None:
+def _summary(results: list[RotationResult], as_json: bool, held: list[Holder] | None = None) -> None:
     failed = [r for r in results if not r.ok]
     if as_json:
-        print_json(
-            {
-                "rotated": len(results) - len(failed),
-                "failed": len(failed),
-                "rotations": [r.to_document() for r in results],
-            }
-        )
+        doc: dict[str, object] = {
+            "rotated": len(results) - len(failed),
+            "failed": len(failed),
+            "rotations": [r.to_document() for r in results],
+        }
+        if held is not None:
+            doc["held"] = [
+                {"rotation_id": h.rotation_id, "key": h.key_name, "worker": h.worker, "until": iso(h.until)}
+                for h in held
+            ]
+        print_json(doc)
     else:
         console.print(f"{len(results) - len(failed)} rotated, {len(failed)} failed.")
         for result in failed:
             print_rotation(result)
+        for holder in held or []:
+            # Not taken over: its worker may still be at it. Say so, and how.
+            console.print(
+                f"left alone: {holder.describe()}; if that worker is dead, --force takes it over.", soft_wrap=True
+            )
     if failed:
         raise StoreError(f"{len(failed)} rotation(s) failed; see keyops rotations list --status failed")
 
@@ -92,7 +107,7 @@ def list_rotations(
     as_json: JsonOpt = False,
 ) -> None:
     """List rotations, newest first."""
-    results = state(ctx).app().rotations.list(status=status, key=key, limit=limit)
+    results = state(ctx).app(read_only=True).rotations.list(status=status, key=key, limit=limit)
     if as_json:
         print_json([r.to_document() for r in results])
         return
@@ -122,7 +137,7 @@ def show(
     ctx: typer.Context, rotation_id: Annotated[str, typer.Argument(help="Rotation id.")], as_json: JsonOpt = False
 ) -> None:
     """One rotation with each of its steps."""
-    result = state(ctx).app().rotations.show(rotation_id)
+    result = state(ctx).app(read_only=True).rotations.show(rotation_id)
     doc = result.to_document(with_steps=True)
     if as_json:
         print_json(doc)
@@ -171,5 +186,6 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Finish unfinished rotations: failed ones and those of a worker that died."""
-    results = state(ctx).app().rotations.resume(only_expired_leases=not force, include_failed=True, limit=10000)
-    _summary(results, as_json)
+    engine = state(ctx).app().rotations
+    results = engine.resume(only_expired_leases=not force, include_failed=True, limit=10000)
+    _summary(results, as_json, held=engine.held())

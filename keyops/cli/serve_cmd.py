@@ -28,6 +28,7 @@ from keyops.bootstrap import App, build
 from keyops.cli.context import state
 from keyops.config import Settings, load_settings
 from keyops.domain.durations import parse_duration
+from keyops.inventory.location import Access
 from keyops.logs import configure
 from keyops.scheduler import Scheduler
 
@@ -72,7 +73,7 @@ def worker_app() -> Any:
     settings = load_settings(os.environ.get(_CONFIG_ENV) or None)
     configure(settings.log.level, settings.log.format, sql_echo=settings.database.echo)
     port = int(os.environ.get("KEYOPS_SERVE_PORT", settings.server.port))
-    application = build(settings)
+    application = build(settings, access=Access.CREATE)  # serve creates the schema, like db upgrade
     # Each worker process has its own engine: one checkpoint row cannot hold them all.
     application.checkpoints = None
     return make_asgi(application, worker_id=worker_id_for(settings, port, per_process=True))
@@ -136,7 +137,9 @@ def _route_uvicorn_logs() -> None:
 def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option("--host", help="Listen address (default server.host).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Listen port (default server.port).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Listen port (default server.port).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API and run the scheduled jobs until SIGTERM/SIGINT."""
     st = state(ctx)
@@ -173,7 +176,7 @@ def serve(
         os.environ["KEYOPS_SERVE_PORT"] = str(listen_port)
         uvicorn.run("keyops.cli.serve_cmd:worker_app", factory=True, workers=server_cfg.workers, **common)
         return
-    application = st.app()
+    application = st.app(create=True)
     _check_stream(application)
     if application.checkpoints is not None and settings.scheduler.enabled:
         application.checkpoints.restore()  # before the first usage event is taken

@@ -33,7 +33,7 @@ def _apply(ctx: typer.Context, path: str, dry_run: bool, as_json: bool, only: st
     if dry_run:
         results = [("profile", p.name, "valid") for p in profiles] + [("policy", p.name, "valid") for p in policies]
     else:
-        results = st.app().specs.apply(profiles, policies, actor=st.actor, source=path)
+        results = st.app(check_defaults=False).specs.apply(profiles, policies, actor=st.actor, source=path)
     if as_json:
         print_json([{"kind": k, "name": n, "result": r} for k, n, r in results])
         return
@@ -44,7 +44,7 @@ def _apply(ctx: typer.Context, path: str, dry_run: bool, as_json: bool, only: st
 @profiles_app.command("list")
 def profiles_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List usage profiles."""
-    items = state(ctx).app().specs.profiles()
+    items = state(ctx).app(check_defaults=False, read_only=True).specs.profiles()
     if as_json:
         print_json([{**p.to_document(), "builtin": b} for p, b in items])
         return
@@ -70,7 +70,7 @@ def profiles_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @profiles_app.command("show")
 def profiles_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """Show one profile: limits, networks, detectors, response ladder."""
-    profile = state(ctx).app().specs.profile(name)
+    profile = state(ctx).app(read_only=True).specs.profile(name)
     doc = profile.to_document()
     # What the detectors will really use: built-in defaults, then the profile's own settings.
     effective = {
@@ -105,7 +105,7 @@ def profiles_apply(ctx: typer.Context, file: FileOpt, dry_run: DryRunOpt = False
 @policies_app.command("list")
 def policies_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List rotation policies."""
-    items = state(ctx).app().specs.policies()
+    items = state(ctx).app(check_defaults=False, read_only=True).specs.policies()
     if as_json:
         print_json([{**p.to_document(), "builtin": b} for p, b in items])
         return
@@ -131,7 +131,7 @@ def policies_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @policies_app.command("show")
 def policies_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """Show one rotation policy."""
-    policy = state(ctx).app().specs.policy(name)
+    policy = state(ctx).app(read_only=True).specs.policy(name)
     doc = policy.to_document()
     if as_json:
         print_json(doc)

@@ -47,7 +47,7 @@ def list_tokens(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List tokens (never their values)."""
-    views = TokenService(state(ctx).app().sessions).list()
+    views = TokenService(state(ctx).app(read_only=True).sessions).list()
     if as_json:
         print_json([v.to_document() for v in views])
         return

@@ -268,6 +268,13 @@ def parse_policy(name: str, doc: Any, path: str | None = None) -> RotationPolicy
             raise SpecError(f"{path}.{required}", "missing")
     rotate_every = _duration(doc["rotate_every"], f"{path}.rotate_every")
     grace = _duration(doc["grace"], f"{path}.grace")
+    if rotate_every and grace > rotate_every:
+        # The next rotation would come while the version before is still in
+        # grace: two old versions valid at once, and the grace a lie.
+        raise SpecError(
+            f"{path}.grace",
+            f"cannot be longer than rotate_every ({format_duration(grace)} > {format_duration(rotate_every)})",
+        )
     idle = doc.get("retire_when_idle")
     retire_when_idle = None if idle in (None, "") else _duration(idle, f"{path}.retire_when_idle")
     if retire_when_idle is not None and retire_when_idle > grace:

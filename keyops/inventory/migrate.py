@@ -74,17 +74,40 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def known_revisions() -> list[str]:
+    """Every revision id the migration scripts define, oldest first."""
+    found: list[str] = []
+    for path in sorted((migrations_dir() / "versions").glob("*.py")):
+        match = _REVISION_RE.search(path.read_text(encoding="utf-8"))
+        if match:
+            found.append(match.group(1))
+    return found
+
+
 def _run(engine: Engine, action: str, revision: str) -> None:
     from alembic import command
+    from alembic.util import CommandError
+
+    from keyops.errors import InvalidInputError
 
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
         cfg = alembic_config(conn)
-        if action == "upgrade":
-            command.upgrade(cfg, revision)
-        else:
-            command.downgrade(cfg, revision)
+        try:
+            if action == "upgrade":
+                command.upgrade(cfg, revision)
+            else:
+                command.downgrade(cfg, revision)
+        except CommandError as exc:
+            # A revision that does not exist, or one on the wrong side of the
+            # current one: the user's input, not a bug. Nothing was migrated.
+            conn.rollback()
+            detail = " ".join(str(exc).split())
+            raise InvalidInputError(
+                f"cannot {action} to {revision!r}: {detail}; known revisions: "
+                f"{', '.join(known_revisions())} (also head, base, +N, -N; see keyops db current)"
+            ) from None
         conn.commit()
 
 

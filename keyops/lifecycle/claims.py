@@ -66,12 +66,22 @@ def unfinished_rotation(session: Session, key_id: str) -> models.Rotation | None
 
 
 def resumable(
-    session: Session, now: datetime, *, only_expired_leases: bool, include_failed: bool, limit: int
+    session: Session,
+    now: datetime,
+    *,
+    only_expired_leases: bool,
+    include_failed: bool,
+    limit: int,
+    also: Collection[str] = (),
 ) -> list[models.Rotation]:
     """Unfinished rotations nobody is working on, locked for this
     transaction: running ones whose lease expired (or every running one),
-    failed ones whose automatic retry is due (or every failed one)."""
+    failed ones whose automatic retry is due (or every failed one). ``also``:
+    running rotations taken as free although their lease is live (their
+    worker is known to be dead)."""
     free = or_(models.Rotation.lease_expires_at.is_(None), models.Rotation.lease_expires_at <= now)
+    if also:
+        free = or_(free, models.Rotation.id.in_(list(also)))
     running = models.Rotation.status == "running"
     if only_expired_leases:
         running = running & free

@@ -6,12 +6,14 @@ event together: either both happen or neither does.
 
 from __future__ import annotations
 
+import builtins
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -22,7 +24,7 @@ from keyops.domain.names import validate_key_name, validate_owner
 from keyops.domain.redact import redact
 from keyops.domain.schedule import next_rotation_at
 from keyops.domain.states import KeyState, VersionState, key_transition
-from keyops.errors import DuplicateNameError, InvalidInputError, NotFoundError
+from keyops.errors import DuplicateNameError, InvalidInputError, KeyOpsError, NotFoundError
 from keyops.inventory import models
 from keyops.inventory.idprefix import resolve_id
 from keyops.inventory.types import utcnow
@@ -34,6 +36,7 @@ from keyops.stores.registry import StoreRegistry
 
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_REASON_LENGTH = 1000
+log = logging.getLogger("keyops.keys")
 _AUDIT_ACTIONS = {"suspend": "key.suspended", "resume": "key.resumed", "revoke": "key.revoked", "expire": "key.expired"}
 
 
@@ -159,6 +162,44 @@ class KeyService:
             view = KeyView.of(row)
         return IssuedKey(key=view, plaintext=material.plaintext)
 
+    def request_problems(
+        self, requests: Sequence[IssueRequest], labels: Sequence[str]
+    ) -> builtins.list[tuple[int, KeyOpsError]]:
+        """Every problem of every request, checked before anything is written
+        (``keys issue --from-file`` names all bad lines at once): ``(index, error)``."""
+        with self._sessions() as session:
+            profiles = set(session.execute(select(models.Profile.name)).scalars())
+            policies = set(session.execute(select(models.RotationPolicy.name)).scalars())
+            wanted = [r.name for r in requests]
+            existing: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                existing |= set(session.execute(select(models.Key.name).where(models.Key.name.in_(chunk))).scalars())
+        problems: builtins.list[tuple[int, KeyOpsError]] = []
+        seen: set[str] = set()
+        for index, request in enumerate(requests):
+            where = labels[index]
+            try:
+                validate_key_name(request.name)
+                validate_owner(request.owner)
+            except InvalidInputError as exc:
+                problems.append((index, InvalidInputError(f"{where}: {exc.message}")))
+                continue
+            if request.name in seen:
+                problems.append((index, DuplicateNameError(f"{where}: key {request.name!r} appears twice")))
+            elif request.name in existing:
+                problems.append((index, DuplicateNameError(f"{where}: a key named {request.name!r} already exists")))
+            seen.add(request.name)
+            if request.profile not in profiles:
+                known = ", ".join(sorted(profiles))
+                problems.append(
+                    (index, NotFoundError(f"{where}: unknown profile {request.profile!r} (known: {known})"))
+                )
+            elif request.policy not in policies:
+                known = ", ".join(sorted(policies))
+                problems.append((index, NotFoundError(f"{where}: unknown policy {request.policy!r} (known: {known})")))
+        return problems
+
     def issue_many(
         self,
         requests: Sequence[IssueRequest],
@@ -275,22 +316,42 @@ class KeyService:
         offset: int = 0,
         after: str | None = None,
     ) -> list[KeyView]:
-        """Keys in name order; ``after`` starts past that name (keyset
-        pagination: each page is one index range scan, however deep)."""
-        if state is not None and state not in {s.value for s in KeyState}:
-            raise InvalidInputError(f"unknown state {state!r}: use one of {', '.join(s.value for s in KeyState)}")
+        """Keys by name; ``after``: only names after this one (the cursor of
+        the next page). Every filter is checked against what exists, so a
+        misspelt profile is refused, not answered with nothing."""
         stmt = select(models.Key).options(selectinload(models.Key.versions), selectinload(models.Key.destinations))
-        if owner:
-            stmt = stmt.where(models.Key.owner == owner)
-        if state:
-            stmt = stmt.where(models.Key.state == state)
-        if profile:
-            stmt = stmt.where(models.Key.profile == profile)
-        if after is not None:
-            stmt = stmt.where(models.Key.name > after)
+        stmt = stmt.where(*self._filters(owner, state, profile, after))
         stmt = stmt.order_by(models.Key.name).limit(limit).offset(offset)
         with self._sessions() as session:
             return [KeyView.of(row) for row in session.execute(stmt).scalars()]
+
+    def count_after(
+        self, after: str, *, owner: str | None = None, state: str | None = None, profile: str | None = None
+    ) -> int:
+        """How many keys matching the filters come after ``after`` (what a page left out)."""
+        stmt = select(func.count()).select_from(models.Key).where(*self._filters(owner, state, profile, after))
+        with self._sessions() as session:
+            return int(session.execute(stmt).scalar_one())
+
+    def _filters(
+        self, owner: str | None, state: str | None, profile: str | None, after: str | None
+    ) -> builtins.list[ColumnElement[bool]]:
+        if state is not None and state not in {s.value for s in KeyState}:
+            raise InvalidInputError(f"unknown state {state!r}: use one of {', '.join(s.value for s in KeyState)}")
+        conditions: builtins.list[ColumnElement[bool]] = []
+        if profile:
+            with self._sessions() as session:
+                known = list(session.execute(select(models.Profile.name).order_by(models.Profile.name)).scalars())
+            if profile not in known:
+                raise InvalidInputError(f"unknown profile {profile!r}: use one of {', '.join(known)}")
+            conditions.append(models.Key.profile == profile)
+        if owner:
+            conditions.append(models.Key.owner == owner)
+        if state:
+            conditions.append(models.Key.state == state)
+        if after:
+            conditions.append(models.Key.name > after)
+        return conditions
 
     def count(self) -> int:
         with self._sessions() as session:
@@ -335,7 +396,43 @@ class KeyService:
         return self._transition(name_or_id, "resume", actor=actor, reason=reason)
 
     def revoke(self, name_or_id: str, *, actor: str, reason: str = "") -> KeyView:
-        return self._transition(name_or_id, "revoke", actor=actor, reason=reason)
+        """Revoke the key and every version (verify refuses them at once),
+        then delete the secret from each of its destinations: a revoked key
+        left as a store's current value looks valid to whoever reads it and
+        fails only at verify, with no hint why; an empty destination fails
+        at the read. Only secrets keyops owns for this key are deleted. A
+        store that cannot be reached leaves its secret (logged, audited as
+        ``failed``); the revoke itself stands."""
+        view = self._transition(name_or_id, "revoke", actor=actor, reason=reason)
+        if view.destinations and self.stores is not None:
+            self._clear_destinations(view, actor)
+        return view
+
+    def _clear_destinations(self, view: KeyView, actor: str) -> None:
+        assert self.stores is not None
+        deleted: builtins.list[str] = []
+        failed: builtins.list[dict[str, str]] = []
+        for uri in view.destinations:
+            try:
+                dest, store = self.stores.resolve(uri)
+                store.delete(dest, view.id)
+                deleted.append(uri)
+            except KeyOpsError as exc:
+                failed.append({"destination": uri, "error": exc.message})
+                log.warning(
+                    "the revoked key is still in a destination: delete it there by hand",
+                    extra={"key": view.name, "destination": uri, "error": exc.message},
+                )
+        with self._sessions.begin() as session:
+            audit.append(
+                session,
+                actor=actor,
+                action="key.destinations_cleared",
+                key_id=view.id,
+                key_name=view.name,
+                reason="revoked",
+                details={"deleted": deleted, "failed": failed},
+            )
 
     def update(
         self,

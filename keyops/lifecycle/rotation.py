@@ -28,8 +28,6 @@ every step re-checks and extends. See ``claims`` and ``rotation_steps``.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -50,6 +48,7 @@ from keyops.issuers import IssuerRegistry, context_of
 from keyops.issuers.janitor import IssuerJanitor
 from keyops.lifecycle import claims, delivery
 from keyops.lifecycle.keys import find_key
+from keyops.lifecycle.lease_holder import Holder, dead_local_process, process_worker_id
 from keyops.lifecycle.reconcile import Reconciler, ReconcileReport
 from keyops.lifecycle.retire import Retired, Retirer
 from keyops.lifecycle.rotation_failure import RetryPlan
@@ -64,7 +63,7 @@ TRIGGERS = ("manual", "schedule", "detector", "alert", "api")
 
 
 def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid7()[-6:]}"
+    return process_worker_id(uuid7()[-6:])
 
 
 class RotationEngine:
@@ -123,10 +122,15 @@ class RotationEngine:
         trigger: str = "manual",
         worker_id: str | None = None,
         evict_oldest_inactive: bool = False,
+        force: bool = False,
     ) -> RotationResult:
         """Rotate one key now; returns when it finished, failed or was rolled back.
         ``evict_oldest_inactive``: a cloud issuer may delete the oldest inactive
-        credential to make room (an IAM user already holding two keys)."""
+        credential to make room (an IAM user already holding two keys).
+        ``force``: take over the key's running rotation even though its
+        worker's lease is live (that worker is known to be dead). A worker
+        that was a process on this host and no longer exists is taken over
+        without ``force``."""
         if grace_seconds is not None and not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
             raise InvalidInputError(f"grace must be between 0 and {MAX_GRACE_SECONDS} seconds, got {grace_seconds}")
         if trigger not in TRIGGERS:
@@ -146,15 +150,24 @@ class RotationEngine:
             now = utcnow()
             if existing is not None:
                 live = existing.status == "running" and existing.lease_expires_at and existing.lease_expires_at > now
-                if live:
+                dead = bool(live) and dead_local_process(existing.lease_owner)
+                if live and not dead and not force:
+                    assert existing.lease_expires_at is not None
+                    holder = Holder(existing.id, key.name, existing.lease_owner or "?", existing.lease_expires_at)
                     raise ConflictError(
-                        f"{key.name} is already being rotated (rotation {existing.id}); "
-                        f"see keyops rotations show {existing.id}"
+                        f"{key.name} is already being rotated: {holder.describe()}; wait for it "
+                        f"(keyops rotations show {existing.id}), or if that worker is dead take over "
+                        f"with keyops keys rotate {key.name} --force"
                     )
                 rotation = existing
                 if grace_seconds is not None and existing.step not in ("activated", "promoted"):
                     rotation.grace_seconds = min(rotation.grace_seconds, grace)
-                self._take(session, rotation, worker, now, actor=actor, reason=reason or "taken over by a new rotate")
+                why = reason or (
+                    f"taken over from {existing.lease_owner} ({'its process is gone' if dead else '--force'})"
+                    if live
+                    else "taken over by a new rotate"
+                )
+                self._take(session, rotation, worker, now, actor=actor, reason=why)
                 if evict_oldest_inactive:
                     rotation.steps = [*(rotation.steps or []), {"step": "evict_allowed", "evict": True}]
             else:
@@ -387,8 +400,14 @@ class RotationEngine:
         )
         self.runner.discard_abandoned()
         with self._sessions.begin() as session:
+            orphaned = [h.rotation_id for h in self._live_leases(session, now) if dead_local_process(h.worker)]
             taken = claims.resumable(
-                session, now, only_expired_leases=only_expired_leases, include_failed=include_failed, limit=limit
+                session,
+                now,
+                only_expired_leases=only_expired_leases,
+                include_failed=include_failed,
+                limit=limit,
+                also=orphaned,
             )
             for rotation in taken:
                 automatic = rotation.status == "failed" and not include_failed
@@ -396,6 +415,26 @@ class RotationEngine:
                 self._take(session, rotation, worker, now, actor=f"keyops:{worker}", reason=why)
             ids = [r.id for r in taken]
         return self._drive_many(ids, worker, progress)
+
+    def _live_leases(self, session: Session, now: datetime) -> list[Holder]:
+        stmt = (
+            select(models.Rotation.id, models.Key.name, models.Rotation.lease_owner, models.Rotation.lease_expires_at)
+            .join(models.Key, models.Key.id == models.Rotation.key_id)
+            .where(models.Rotation.status == "running", models.Rotation.lease_expires_at > now)
+            .order_by(models.Rotation.created_at)
+        )
+        return [Holder(rid, name, owner or "?", until or now) for rid, name, owner, until in session.execute(stmt)]
+
+    def held(self, now: datetime | None = None) -> list[Holder]:
+        """Running rotations whose worker's lease is live (and whose worker is
+        not a dead process on this host): what ``resume`` leaves alone."""
+        now = now or utcnow()
+        with self._sessions() as session:
+            return [
+                h
+                for h in self._live_leases(session, now)
+                if h.worker != self.worker_id and not dead_local_process(h.worker)
+            ]
 
     def retire_ended_grace(self, now: datetime | None = None, worker_id: str | None = None) -> list[Retired]:
         retired = self.retirer.retire_ended_grace(now, worker_id=worker_id or self.worker_id)

@@ -57,6 +57,12 @@ class TokenView:
         return cls(row.name, tuple(str(s) for s in row.scopes), row.display_prefix, row.created_at, row.revoked_at)
 
 
+def retired_name(name: str, token_id: str) -> str:
+    """The name a revoked token keeps once its name is reused: ``~`` is not
+    allowed in token names, so it can never collide with a new one."""
+    return f"{name[:43]}~revoked-{token_id[-12:]}"
+
+
 class TokenService:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
@@ -71,8 +77,22 @@ class TokenService:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         try:
             with self._sessions.begin() as session:
-                if session.execute(select(models.ApiToken.id).where(models.ApiToken.name == name)).first():
-                    raise DuplicateNameError(f"a token named {name!r} already exists (revoke it or pick another name)")
+                same = session.execute(
+                    select(models.ApiToken).where(models.ApiToken.name == name).with_for_update()
+                ).scalar_one_or_none()
+                replaced: str | None = None
+                if same is not None and same.revoked_at is None:
+                    raise DuplicateNameError(
+                        f"a token named {name!r} already exists: revoke it first "
+                        f"(keyops tokens revoke {name}) or pick another name"
+                    )
+                if same is not None:
+                    # A revoked token frees its name (users reissue "gateway-eu"
+                    # after revoking it). The old row stays, for the audit log
+                    # and `tokens list`, under a name no valid name can take.
+                    replaced = same.id
+                    same.name = retired_name(name, same.id)
+                    session.flush()
                 row = models.ApiToken(
                     name=name,
                     token_hash=hash_token(token),
@@ -87,7 +107,7 @@ class TokenService:
                     actor=actor,
                     action="token.created",
                     reason="",
-                    details={"name": name, "scopes": scope_list},
+                    details={"name": name, "scopes": scope_list} | ({"replaces_revoked": replaced} if replaced else {}),
                 )
                 view = TokenView.of(row)
         except IntegrityError:

@@ -151,7 +151,10 @@ def test_database_unreachable(cli: Any, tmp_path: Path) -> None:
     result = cli("keys", "list", extra_env={"KEYOPS_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/test"})
     one_line_error(result, 7, "cannot use the database at postgresql+psycopg://postgres@127.0.0.1:1/test")
     assert "KEYOPS_DATABASE_URL" in result.stderr
-    result = cli("keys", "list", extra_env={"KEYOPS_DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/keyops.db"})
+    nowhere = {"KEYOPS_DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/keyops.db"}
+    # A read-only command does not create an inventory: it says where it looked.
+    one_line_error(cli("keys", "list", extra_env=nowhere), 7, f"no inventory at {tmp_path}/no/such/dir/keyops.db")
+    result = cli("keys", "issue", "pay/x", "--owner", "pay", extra_env=nowhere)
     one_line_error(result, 7, "cannot use the database")
 
 
@@ -200,6 +203,8 @@ window = "Tue-Thu 09:00-16:00 UTC"
 def test_profile_files_apply_and_bad_files_name_the_line(cli: Any, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD_PROFILE)
+    # Read-only commands do not create the inventory (issue 17): a writer does.
+    ok(cli("keys", "issue", "a/zero", "--owner", "alpha"))
     before = snapshot(cli)
     one_line_error(cli("profiles", "apply", "-f", str(bad)), 6, f"{bad}:7: profiles.team-x.limits.concurrency")
     broken = tmp_path / "broken.toml"
@@ -232,7 +237,7 @@ def test_profile_files_apply_and_bad_files_name_the_line(cli: Any, tmp_path: Pat
     )
     assert (issued["profile"], issued["policy"]) == ("team-x", "weekly")
     actions = [e["action"] for e in json.loads(ok(cli("audit", "list", "--json")).stdout)]
-    assert actions == ["profile.created", "policy.created", "key.issued"]
+    assert actions == ["key.issued", "profile.created", "policy.created", "key.issued"]
     assert ok(cli("profiles", "show", "interactive")).stdout
     assert ok(cli("policies", "list")).stdout
 

@@ -89,6 +89,7 @@ def test_a_destination_outside_the_directory_is_refused_and_nothing_changes(
     cli: Any, tmp_path: Path, case: str
 ) -> None:
     uri = _outside_cases(tmp_path)[case]
+    ok(cli("keys", "issue", "team/first", "--owner", "team"))  # read-only commands do not create the inventory
     before_inventory, before_files = inventory(cli), tree(tmp_path / "elsewhere")
     before_secrets = tree(secrets_dir(tmp_path))
     result = cli("keys", "issue", "team/escape", "--owner", "team", "--dest", uri, "--adopt")
@@ -229,6 +230,7 @@ def test_a_key_file_open_to_others_is_refused(cli: Any, tmp_path: Path, mode: in
     key_file.write_bytes(Fernet.generate_key())
     key_file.chmod(mode)
     extra = {"KEYOPS_STORES_FILE_ENCRYPTION_KEY_FILE": str(key_file)}
+    ok(cli("keys", "issue", "team/first", "--owner", "team"))  # read-only commands do not create the inventory
     before = inventory(cli)
     result = cli("keys", "issue", "team/loose", "--owner", "team", "--dest", "file:loose.key", extra_env=extra)
     one_line_error(result, 3, f"{key_file} is readable or writable by group or others")

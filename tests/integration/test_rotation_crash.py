@@ -60,9 +60,9 @@ def test_resume_after_sigkill_at_every_step(crash_env: dict[str, str], store_pre
             jobs.append((name, crash_at, issued.plaintext, vault_uri, label))
         kill_rotations_at(crash_env, [(j[0], j[4]) for j in jobs])
 
-        # While the dead workers' leases are live, the periodic resume leaves them alone...
-        assert app.rotations.resume(worker_id="replica-b") == []
-        # ...and the current key keeps working everywhere: each store still
+        # While the dead workers' leases are live (resume would take them over at
+        # once: they were processes on this host; see test_crash_recovery_cli.py),
+        # the current key keeps working everywhere: each store still
         # serves a version verify accepts (the old one or, after activation, the new).
         for name, _, first_key, vault_uri, _ in jobs:
             dest, store = app.stores.resolve(vault_uri)
