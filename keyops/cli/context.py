@@ -3,8 +3,6 @@ built application, and who is acting."""
 
 from __future__ import annotations
 
-import getpass
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -56,13 +54,11 @@ class CliState:
 
     @property
     def actor(self) -> str:
-        if self.actor_override:
-            return self.actor_override
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = str(os.getuid())
-        return f"cli:{user}"
+        """``local:<OS user>``: the CLI on the database directly. ``--actor``
+        only adds a note; it cannot name someone else."""
+        from keyops.domain.actors import local_actor
+
+        return local_actor(self.actor_override)
 
     def close(self) -> None:
         if self._app is not None:

@@ -74,7 +74,7 @@ def main(
         str | None, typer.Option("--config", "-c", help="Settings file (default: $KEYOPS_CONFIG, ./keyops.toml).")
     ] = None,
     actor: Annotated[
-        str | None, typer.Option("--actor", help="Who is acting, for the audit log (default: your OS user).")
+        str | None, typer.Option("--actor", help="A note for the audit log (the actor is always local:<your OS user>).")
     ] = None,
 ) -> None:
     ctx.obj = CliState(config_path=config, actor_override=actor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,11 @@ def test_walkthrough_issue_list_show_suspend_resume_revoke_verify(cli: Any) -> N
     events = json.loads(ok(cli("audit", "list", "--json")).stdout)
     assert [e["action"] for e in events] == ["key.issued", "key.suspended", "key.resumed", "key.revoked"]
     assert events[1]["reason"] == "investigating"
-    assert events[0]["actor"].startswith("cli:")
+    assert re.fullmatch(r"local:[^ ]+", events[0]["actor"]), "direct database use names the OS user"
     assert ok(cli("--actor", "alice", "keys", "issue", "payments/other", "--owner", "p")).stdout
-    assert json.loads(ok(cli("audit", "list", "--json", "--limit", "1")).stdout)[0]["actor"] == "alice"
+    assert json.loads(ok(cli("audit", "list", "--json", "--limit", "1")).stdout)[0]["actor"].endswith(" note=alice"), (
+        "--actor adds a note; it cannot replace who acted"
+    )
 
 
 def test_list_filters(cli: Any) -> None:

@@ -172,7 +172,7 @@ def test_cli_prune_dry_run_counts_then_prune_deletes(app: App, cli) -> None:  # 
         actors = session.execute(
             select(models.AuditEvent.actor).where(models.AuditEvent.action == "retention.pruned")
         ).scalars().all()  # fmt: skip
-        assert len(actors) == 1 and actors[0].startswith("cli:")
+        assert len(actors) == 1 and actors[0].startswith("local:")
 
 
 def test_bad_retention_setting_is_one_line_and_nothing_runs(cli) -> None:  # type: ignore[no-untyped-def]
