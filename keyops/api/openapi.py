@@ -17,6 +17,10 @@ _RATELIMIT = {
         "limit": {"type": ["integer", "null"]},
         "remaining": {"type": ["integer", "null"]},
         "reset": {"type": ["integer", "null"]},
+        "requests_per_minute": {
+            "type": ["integer", "null"],
+            "description": "the profile's sustained rate (what LiteLLM's rpm_limit is set to)",
+        },
     },
     "required": ["limit", "remaining", "reset"],
 }

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,13 +26,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyops.api.cache import Hit
+from keyops.api.cache_sync import Limit
 from keyops.api.ratelimit import Decision, LocalBuckets
 from keyops.api.state import ApiState
 from keyops.domain import keyformat
 
 MAX_VERIFY_BODY = 4096
 MAX_COST = 1_000_000
-_NO_LIMIT = {"limit": None, "remaining": None, "reset": None}
+_NO_LIMIT = {"limit": None, "remaining": None, "reset": None, "requests_per_minute": None}
 _JSON = "application/json"
 log = logging.getLogger("keyops.api.verify")
 
@@ -167,16 +168,24 @@ async def _shared(state: ApiState, hit: Hit, pending: Awaitable[Decision]) -> Ju
     return _limited(state, hit, await pending)
 
 
-def _render(judged: Judgement) -> tuple[int, bytes]:
+def _render(judged: Judgement, limits: Mapping[str, Limit]) -> tuple[int, bytes]:
     code, hit, decision = judged
-    if decision is None:
+    if decision is None or hit is None:
         return 200, _answer(code, hit, None)
-    limit = {"limit": decision.limit, "remaining": decision.remaining, "reset": decision.reset}
+    rule = limits.get(hit.profile)
+    limit = {
+        "limit": decision.limit,
+        "remaining": decision.remaining,
+        "reset": decision.reset,
+        # The profile's sustained rate, for gateways that enforce their own
+        # per-minute limit too (LiteLLM's rpm_limit).
+        "requests_per_minute": rule.requests_per_minute if rule is not None else None,
+    }
     return 200, _answer(code, hit, limit)
 
 
-async def _render_later(pending: Awaitable[Judgement]) -> tuple[int, bytes]:
-    return _render(await pending)
+async def _render_later(pending: Awaitable[Judgement], limits: Mapping[str, Limit]) -> tuple[int, bytes]:
+    return _render(await pending, limits)
 
 
 def verdict(state: ApiState, body: bytes) -> tuple[int, bytes] | Awaitable[tuple[int, bytes]]:
@@ -187,8 +196,8 @@ def verdict(state: ApiState, body: bytes) -> tuple[int, bytes] | Awaitable[tuple
         return 400, orjson.dumps({"error": parsed})
     judged = judge(state, *parsed)
     if isinstance(judged, tuple):
-        return _render(judged)
-    return _render_later(judged)
+        return _render(judged, state.sync.limits)
+    return _render_later(judged, state.sync.limits)
 
 
 async def verify_endpoint(request: Request) -> Response:

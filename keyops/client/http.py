@@ -76,6 +76,7 @@ class Verdict:
     limit: int | None
     remaining: int | None
     reset: float | None
+    requests_per_minute: int | None = None
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Verdict:
@@ -93,6 +94,7 @@ class Verdict:
             limit=limit.get("limit"),
             remaining=limit.get("remaining"),
             reset=limit.get("reset"),
+            requests_per_minute=limit.get("requests_per_minute"),
         )
 
 

@@ -86,6 +86,7 @@ def test_verify_codes_and_invalidation(app: App, client: TestClient, token: str)
     assert answer["name"] == "team/api" and answer["owner"] == "team" and answer["profile"] == "interactive"
     assert answer["version"] == 1 and answer["version_state"] == "current"
     assert answer["ratelimit"]["limit"] == 30 and 0 < answer["ratelimit"]["remaining"] < 30
+    assert answer["ratelimit"]["requests_per_minute"] == 60, "the interactive profile's sustained rate"
 
     broken = key[:-1] + ("A" if key[-1] != "A" else "B")
     malformed = verify(client, token, broken)

@@ -19,6 +19,9 @@ proxy's environment, since LiteLLM passes it nothing else:
                                 (default ``0``: refuse with 503)
 ``KEYOPS_LITELLM_LIMITS``       ``profile=rpm/tpm,...``: the rpm/tpm limits
                                 handed to LiteLLM per keyops profile
+                                (default: rpm is the profile's
+                                requests_per_minute from verify's
+                                answer, no tpm)
 ==============================  =========================================
 
 Why these choices:
@@ -122,7 +125,10 @@ class KeyopsAuth:
                 self._cache.clear()
             self._cache[digest] = (now + self.cache_seconds, verdict)
         if verdict.valid:
-            limit = self.limits.get(verdict.profile or "", Limits(None, None))
+            # The rpm of the key's profile unless KEYOPS_LITELLM_LIMITS says
+            # otherwise; tpm only from that setting (profiles budget tokens
+            # per day, which LiteLLM's per-minute tpm_limit cannot express).
+            limit = self.limits.get(verdict.profile or "", Limits(verdict.requests_per_minute, None))
             return UserAPIKeyAuth(
                 api_key=digest,
                 key_alias=verdict.name,
