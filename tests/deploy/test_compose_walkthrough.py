@@ -90,6 +90,10 @@ def stack_env(
         env["KEYOPS_REDIS_URL"] = os.environ[REDIS_ENV]
     else:
         env.pop("KEYOPS_REDIS_URL")
+    assert env["KEYOPS_STREAM_URL"] == "nats://nats:4222"
+    # The usage stream is walked through in tests/e2e/test_stream_serve.py,
+    # on a private nats-server; here the stack judges usage in the replica.
+    env.pop("KEYOPS_STREAM_URL")
     env["KEYOPS_STORES_FILE_DIRECTORY"] = str(tmp_path / "secrets")
     env["KEYOPS_LOG_LEVEL"] = "WARNING"
     return env

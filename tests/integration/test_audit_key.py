@@ -77,7 +77,8 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path, cli, env: dict[s
     )
     assert path.read_text() == "k" * 64 + "\n" and stat.S_IMODE(path.stat().st_mode) == 0o644
     path.chmod(0o600)
-    assert cli("keys", "list", "--json").stdout.strip() == "[]"  # nothing was issued
+    listed = cli("keys", "list", "--json")  # nothing was issued, nor an inventory made
+    assert listed.stdout.strip() in ("", "[]") and "team/a" not in listed.stdout + listed.stderr
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o620])
