@@ -263,6 +263,7 @@ def rotate(
             # A store that does not answer is retried until its timeout: say
             # which step the rotation is past, so the wait is not silent.
             engine.checkpoint = lambda _rid, label: bar.note(f"rotating {name}: {label} done, next step...")
+            engine.runner.waiting = lambda text: bar.note(f"rotating {name}: waiting: {text}")
         result = engine.rotate(
             name,
             grace_seconds=grace_seconds,

@@ -83,6 +83,7 @@ def rotate_due(engine: RotationEngine, *, limit: int, as_json: bool) -> None:
             # A store that does not answer holds a rotation until its timeout:
             # the bar says which step the current one is past.
             engine.checkpoint = lambda _rid, label: bar.note(f"rotating due keys: {label} done, next step...")
+            engine.runner.waiting = lambda text: bar.note(f"rotating due keys: waiting: {text}")
         while len(results) < limit:
             batch = engine.rotate_due(limit=min(100, limit - len(results)), progress=lambda _r: bar.advance())
             if not batch:

@@ -244,3 +244,33 @@ def test_repair_that_cannot_repair_says_rotate(run, tmp_path: Path, base_env: di
     line = repaired.stderr.strip().splitlines()[-1]
     assert line.startswith("keyops: error: ") and "still differ after --repair" in line, line
     assert "keyops keys rotate pay/lost" in line and "run keyops reconcile --repair" not in repaired.stderr
+
+
+def test_a_rotation_against_an_unreachable_store_says_what_it_waits_for(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A Vault destination whose address nothing listens on (a closed
+    loopback port): the terminal shows the failed step and when it is tried
+    again, and the rotation ends within the configured attempts with one line."""
+    import sqlite3
+    import time
+
+    from tests.support.servers import free_port
+
+    issued = run("keys", "issue", "pay/far", "--owner", "pay", "--dest", "file:pay/far.key", "--no-print")
+    assert issued.code == 0, issued.stderr
+    with sqlite3.connect(tmp_path / "keyops.db") as db:
+        db.execute("UPDATE destinations SET uri = 'vault:secret/pay/far', kind = 'vault'")
+    env = {
+        **run.env,
+        "VAULT_ADDR": f"http://127.0.0.1:{free_port()}",  # closed: nothing listens there
+        "VAULT_TOKEN": "not-used",
+        "KEYOPS_ROTATION_MAX_ATTEMPTS": "2",
+        "KEYOPS_ROTATION_BACKOFF_INITIAL": "1s",
+    }
+    started = time.monotonic()
+    code, shown = _on_a_terminal(env, tmp_path, "keys", "rotate", "pay/far")
+    elapsed = time.monotonic() - started
+    assert code != 0, shown
+    assert "waiting: attempt 2 of 2 in" in shown and "vault:secret/pay/far" in shown, shown
+    errors = [line for line in shown.splitlines() if "keyops: error:" in line]
+    assert len(errors) == 1 and "Vault unavailable" in errors[0] and "stores.vault.addr" in errors[0], shown
+    assert elapsed < 20, elapsed
