@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyops import audit
-from keyops.alerts.receiver import AlertReceiver
 from keyops.audit_key import AuditKeySource
 from keyops.config import Settings, builtin_spec_text, read_spec_file
 from keyops.domain.durations import parse_duration
@@ -24,15 +24,17 @@ from keyops.errors import ConfigError, DatabaseUnavailableError, InvalidInputErr
 from keyops.inventory import changes, location, migrate
 from keyops.inventory.db import make_engine, make_session_factory, safe_url, translate_db_errors
 from keyops.inventory.location import Access
-from keyops.issuers import IssuerRegistry
-from keyops.lifecycle.checkpoint import EngineCheckpoints
-from keyops.lifecycle.detection import DetectionService
-from keyops.lifecycle.findings import FindingService
 from keyops.lifecycle.keys import KeyService
-from keyops.lifecycle.rotation import RotationEngine
 from keyops.lifecycle.specs import SpecRegistry
 from keyops.notify.dispatcher import Dispatcher, build_dispatcher
 from keyops.stores.registry import StoreRegistry
+
+if TYPE_CHECKING:  # built on first use (below): a `keys list` imports none of them
+    from keyops.alerts.receiver import AlertReceiver
+    from keyops.issuers import IssuerRegistry
+    from keyops.lifecycle.checkpoint import EngineCheckpoints
+    from keyops.lifecycle.detection import DetectionService
+    from keyops.lifecycle.rotation import RotationEngine
 
 log = logging.getLogger("keyops.bootstrap")
 
@@ -49,25 +51,73 @@ class App:
     audit_key: AuditKeySource | None = None
     #: Outbound events (outbox delivery); the scheduler calls notify.deliver_due.
     notify: Dispatcher = field(init=False)
-    #: Inbound alert webhooks; the HTTP layer calls alerts.receive.
-    alerts: AlertReceiver = field(init=False)
     #: Destination URI -> SecretStore: ``stores.resolve(uri)`` -> (Destination, store).
     stores: StoreRegistry = field(init=False)
-    #: The rotation engine: rotate, rotate_due, resume, retire_ended_grace, reconcile.
-    rotations: RotationEngine = field(init=False)
-    #: Who mints material (native, aws-iam): ``issuers.get(key.issuer)``.
-    issuers: IssuerRegistry = field(init=False)
-
-    #: Usage detection: the daemon's POST /v1/usage calls detection.ingest(events).
-    detection: DetectionService = field(init=False)
-    #: The detection engine's checkpoints (None: detection.checkpoint_every = "0").
-    #: ``keyops serve`` restores at start; the scheduler saves, and once more at stop.
-    checkpoints: EngineCheckpoints | None = field(init=False, default=None)
     #: The usage stream past one node ([stream] url), not yet connected; None = one node.
     stream: Any = None
 
+    # The parts below are built on first use, here, so that the composition
+    # root stays the one place that wires them, while a read such as
+    # ``keys list`` neither imports nor constructs the alert receiver, the
+    # detection engine or the rotation engine (most of its start-up time).
+    # Each is built once per App; a test may assign its own instead.
+
+    @cached_property
+    def alerts(self) -> AlertReceiver:
+        """Inbound alert webhooks; the HTTP layer calls alerts.receive."""
+        from keyops.alerts.receiver import AlertReceiver
+
+        return AlertReceiver(self.settings.alerts, self.sessions, self.keys, rotator=lambda: self.rotations)
+
+    @cached_property
+    def detection(self) -> DetectionService:
+        """Usage detection: the daemon's POST /v1/usage calls detection.ingest(events)."""
+        from keyops.lifecycle.detection import DetectionService
+        from keyops.lifecycle.findings import FindingService
+
+        findings = FindingService(self.sessions, self.keys, rotator=lambda: self.rotations)
+        return DetectionService.from_settings(self.sessions, self.specs, findings, self.settings.detection)
+
+    @cached_property
+    def checkpoints(self) -> EngineCheckpoints | None:
+        """The detection engine's checkpoints (None: detection.checkpoint_every
+        = "0", or [stream] url, where the partitions snapshot into the stream
+        instead). ``keyops serve`` restores at start; the scheduler saves, and
+        once more at stop."""
+        if self.settings.stream.url or parse_duration(self.settings.detection.checkpoint_every) <= 0:
+            return None
+        from keyops.lifecycle.checkpoint import EngineCheckpoints
+
+        return EngineCheckpoints(self.sessions, self.detection, name=self.settings.detection.checkpoint_name)
+
+    @cached_property
+    def issuers(self) -> IssuerRegistry:
+        """Who mints material (native, aws-iam): ``issuers.get(key.issuer)``."""
+        from keyops.issuers import IssuerRegistry
+
+        return IssuerRegistry(self.settings)
+
+    @cached_property
+    def rotations(self) -> RotationEngine:
+        """The rotation engine: rotate, rotate_due, resume, retire_ended_grace, reconcile."""
+        from keyops.lifecycle.rotation import RotationEngine
+
+        return RotationEngine(
+            self.sessions,
+            self.stores,
+            self.settings.rotation,
+            key_prefix=self.settings.keys.prefix,
+            issuers=self.issuers,
+        )
+
+    def warm(self) -> None:
+        """Build every lazy part now: the daemon does, at start, so that a
+        misconfiguration stops it before it listens and no request pays for
+        (or races on) the first build."""
+        _ = (self.alerts, self.detection, self.checkpoints, self.issuers, self.rotations)
+
     def close(self) -> None:
-        if hasattr(self, "alerts"):
+        if "alerts" in self.__dict__:  # built (or assigned): close only what exists
             self.alerts.close()
         if hasattr(self, "stores"):
             self.stores.close()
@@ -160,27 +210,14 @@ def build(
         audit_key=audit_key,
     )
     app.notify = build_dispatcher(sessions, settings.notify)  # before any session emits events
-    app.alerts = AlertReceiver(settings.alerts, sessions, app.keys, rotator=lambda: getattr(app, "rotations", None))
-    app.detection = DetectionService.from_settings(
-        sessions,
-        specs,
-        FindingService(sessions, app.keys, rotator=lambda: getattr(app, "rotations", None)),
-        settings.detection,
-    )
     if settings.stream.url:
         from keyops.stream.factory import build_stream
 
         # Past one node the partitions' state is snapshotted into the stream
         # (keyops.stream.workers), not checkpointed into the inventory.
         app.stream = build_stream(settings.stream)
-    elif parse_duration(settings.detection.checkpoint_every) > 0:
-        app.checkpoints = EngineCheckpoints(sessions, app.detection, name=settings.detection.checkpoint_name)
     app.stores = StoreRegistry(settings.stores)
     app.keys.stores = app.stores
-    app.issuers = IssuerRegistry(settings)
-    app.rotations = RotationEngine(
-        sessions, app.stores, settings.rotation, key_prefix=settings.keys.prefix, issuers=app.issuers
-    )
     if prepare:
         try:
             ensure_schema(engine, settings, access)

@@ -13,7 +13,6 @@ import typer
 
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json
-from keyops.lifecycle.adopt import AdoptService
 
 
 def adopt(
@@ -39,6 +38,7 @@ def adopt(
 ) -> None:
     """Adopt an existing IAM user's access key; its first rotation retires it."""
     from keyops.errors import InvalidInputError
+    from keyops.lifecycle.adopt import AdoptService  # here: every `keys` command imports this module
 
     if not iam_user:
         raise InvalidInputError("give --iam-user: the IAM user whose access key keyops takes over")

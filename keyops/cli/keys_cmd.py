@@ -15,7 +15,6 @@ from keyops.cli.adopt_cmd import adopt as adopt_command
 from keyops.cli.adopt_cmd import sync_credentials
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
-from keyops.cli.rotations_cmd import print_rotation, rotate_due
 from keyops.domain.abbrev import abbreviate
 from keyops.domain.durations import parse_duration
 from keyops.errors import InvalidInputError, KeyOpsError, StoreError
@@ -252,6 +251,8 @@ def rotate(
             grace_seconds = parse_duration(grace)
         except ValueError as exc:
             raise InvalidInputError(f"--grace: {exc}") from None
+    from keyops.cli.rotations_cmd import print_rotation, rotate_due  # here: `keys list` needs neither
+
     engine = st.app().rotations
     if due:
         rotate_due(engine, limit=limit, as_json=as_json)
@@ -262,6 +263,7 @@ def rotate(
             # A store that does not answer is retried until its timeout: say
             # which step the rotation is past, so the wait is not silent.
             engine.checkpoint = lambda _rid, label: bar.note(f"rotating {name}: {label} done, next step...")
+            engine.runner.waiting = lambda text: bar.note(f"rotating {name}: waiting: {text}")
         result = engine.rotate(
             name,
             grace_seconds=grace_seconds,

@@ -12,17 +12,10 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+if TYPE_CHECKING:  # rich.progress is imported only when a bar is drawn
+    from rich.progress import Progress, TaskID
 
 
 def wanted(as_json: bool = False) -> bool:
@@ -50,7 +43,10 @@ def bar(label: str, total: int | None, *, as_json: bool = False) -> Iterator[Bar
     if not wanted(as_json):
         yield Bar(None, None)
         return
-    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
     if total is not None:
         columns += [BarColumn(), MofNCompleteColumn()]
     columns.append(TimeElapsedColumn())

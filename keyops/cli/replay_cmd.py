@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from keyops.cli.context import state
@@ -77,7 +78,7 @@ def run_replay(service: DetectionService, path: str, *, progress: bool) -> tuple
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeRemainingColumn(),
-        console=console,
+        console=Console(stderr=True),  # progress on stderr: stdout stays the report
         transient=True,
         disable=not progress,
     )

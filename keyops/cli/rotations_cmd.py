@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,8 +13,10 @@ from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.domain.abbrev import abbreviate
 from keyops.errors import StoreError
 from keyops.lifecycle.lease_holder import Holder
-from keyops.lifecycle.rotation import RotationEngine
 from keyops.lifecycle.rotation_result import RotationResult
+
+if TYPE_CHECKING:  # `keys` imports this module; the engine is built (and imported) on first use
+    from keyops.lifecycle.rotation import RotationEngine
 
 app = typer.Typer(help="Rotations: each one's steps, attempts and errors.", no_args_is_help=True)
 
@@ -71,27 +72,20 @@ def _summary(results: list[RotationResult], as_json: bool, held: list[Holder] | 
 
 
 def rotate_due(engine: RotationEngine, *, limit: int, as_json: bool) -> None:
-    """``keys rotate --due``: a progress bar on a terminal, a summary always."""
+    """``keys rotate --due``: a progress bar on a terminal (stderr; never with
+    ``--json`` or when piped, see ``keyops.cli.progress``), a summary always."""
+    from keyops.cli import progress  # here: every `keys` command imports this module, few draw a bar
+
     total = min(engine.count_due(), limit)
     results: list[RotationResult] = []
-    if sys.stderr.isatty() and not as_json and total:
-        # imported here: every `keys` command imports this module, few draw a bar
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            TextColumn("rotating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-        ) as progress:
-            task = progress.add_task("rotate", total=total)
-            while len(results) < limit:
-                batch = engine.rotate_due(
-                    limit=min(100, limit - len(results)), progress=lambda _r: progress.advance(task)
-                )
-                if not batch:
-                    break
-                results.extend(batch)
-    else:
+    with progress.bar(f"rotating {total} due keys", total or None, as_json=as_json) as bar:
+        if progress.wanted(as_json):
+            # A store that does not answer holds a rotation until its timeout:
+            # the bar says which step the current one is past.
+            engine.checkpoint = lambda _rid, label: bar.note(f"rotating due keys: {label} done, next step...")
+            engine.runner.waiting = lambda text: bar.note(f"rotating due keys: waiting: {text}")
         while len(results) < limit:
-            batch = engine.rotate_due(limit=min(100, limit - len(results)))
+            batch = engine.rotate_due(limit=min(100, limit - len(results)), progress=lambda _r: bar.advance())
             if not batch:
                 break
             results.extend(batch)

@@ -76,6 +76,7 @@ def worker_app() -> Any:
     application = build(settings, access=Access.CREATE)  # serve creates the schema, like db upgrade
     # Each worker process has its own engine: one checkpoint row cannot hold them all.
     application.checkpoints = None
+    application.warm()
     return make_asgi(application, worker_id=worker_id_for(settings, port, per_process=True))
 
 
@@ -177,6 +178,7 @@ def serve(
         uvicorn.run("keyops.cli.serve_cmd:worker_app", factory=True, workers=server_cfg.workers, **common)
         return
     application = st.app(create=True)
+    application.warm()
     _check_stream(application)
     if application.checkpoints is not None and settings.scheduler.enabled:
         application.checkpoints.restore()  # before the first usage event is taken

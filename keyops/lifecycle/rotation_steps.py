@@ -104,6 +104,9 @@ class RotationRunner:
         self._max = backoff_max
         self._lease = timedelta(seconds=lease_seconds)
         self.checkpoint = checkpoint
+        #: Called as ``waiting(text)`` before each backoff sleep: what failed
+        #: and when it is tried again (the CLI shows it, so a retry is not silent).
+        self.waiting: Callable[[str], None] | None = None
         self._sleep = sleep
 
     # -- plumbing ------------------------------------------------------------
@@ -150,6 +153,9 @@ class RotationRunner:
                 with self._owned(rotation_id, worker_id) as (_, rotation):
                     rotation.attempts = (rotation.attempts or 0) + 1
                     rotation.last_error = f"{what}: {exc.message}"
+                if self.waiting is not None:
+                    # attempt and wait first: a terminal line cuts the end
+                    self.waiting(f"attempt {attempt + 1} of {self._max_attempts} in {wait:.1f}s; {what}: {exc.message}")
                 self._sleep(wait)
 
     # -- the steps -----------------------------------------------------------

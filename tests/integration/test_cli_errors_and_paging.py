@@ -159,6 +159,80 @@ def test_progress_on_a_terminal_only(run, tmp_path: Path) -> None:  # type: igno
     assert "reading every destination" not in shown and '"ok": true' in shown, shown
 
 
+def _stderr_on_a_terminal(env: dict[str, str], cwd: Path, *args: str) -> tuple[int, str, str]:
+    """stderr on a pseudo-terminal, stdout a pipe (``keyops ... | jq``):
+    exit code, stdout, and what the terminal showed."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keyops", *args],
+        cwd=cwd,
+        env={**env, "COLUMNS": "80", "TERM": "xterm"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    shown: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            proc.kill()
+            raise AssertionError("no end within 60 s")
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        shown.append(data)
+    os.close(leader)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    proc.stdout.close()
+    return proc.wait(timeout=60), out, b"".join(shown).decode(errors="replace")
+
+
+def test_rotate_due_and_replay_show_progress_on_a_terminal_only(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+    import time
+
+    ids = []
+    for name in ("due/one", "due/two"):
+        issued = run("keys", "issue", name, "--owner", "pay", "--dest", f"file:{name}.key", "--json")
+        assert issued.code == 0, issued.stderr
+        ids.append(json.loads(issued.stdout)["id"])
+
+    def make_due() -> None:
+        with sqlite3.connect(tmp_path / "keyops.db") as db:
+            db.execute("UPDATE keys SET next_rotation_at = '2000-01-01 00:00:00.000000'")
+
+    make_due()
+    code, shown = _on_a_terminal(run.env, tmp_path, "keys", "rotate", "--due")
+    assert code == 0, shown
+    assert "rotating 2 due keys" in shown and "2/2" in shown and "rotated, " in shown, shown
+    make_due()
+    code, out, shown = _stderr_on_a_terminal(run.env, tmp_path, "keys", "rotate", "--due", "--json")
+    assert code == 0, shown
+    assert "rotating" not in shown, shown  # --json: no bar, even on a terminal
+    assert json.loads(out)["rotated"] == 2, out
+
+    now = time.time()
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "".join(
+            json.dumps({"key_id": ids[i % 2], "ts": now - 60 + i, "ip": "10.0.0.1", "status": 200}) + "\n"
+            for i in range(50)
+        )
+    )
+    code, out, shown = _stderr_on_a_terminal(run.env, tmp_path, "replay", str(events), "--dry-run")
+    assert code == 0, shown
+    assert "replaying" in shown and "replaying" not in out, (out, shown)  # the bar on stderr, never in stdout
+    assert "50 events replayed" in out, out
+    code, out, shown = _stderr_on_a_terminal(run.env, tmp_path, "replay", str(events), "--dry-run", "--json")
+    assert code == 0, shown
+    assert "replaying" not in shown and json.loads(out)["events"] == 50, (out, shown)
+
+
 def test_repair_that_cannot_repair_says_rotate(run, tmp_path: Path, base_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     issued = run("keys", "issue", "pay/lost", "--owner", "pay", "--dest", "file:pay/lost.key", "--no-print")
     assert issued.code == 0, issued.stderr
@@ -170,3 +244,33 @@ def test_repair_that_cannot_repair_says_rotate(run, tmp_path: Path, base_env: di
     line = repaired.stderr.strip().splitlines()[-1]
     assert line.startswith("keyops: error: ") and "still differ after --repair" in line, line
     assert "keyops keys rotate pay/lost" in line and "run keyops reconcile --repair" not in repaired.stderr
+
+
+def test_a_rotation_against_an_unreachable_store_says_what_it_waits_for(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A Vault destination whose address nothing listens on (a closed
+    loopback port): the terminal shows the failed step and when it is tried
+    again, and the rotation ends within the configured attempts with one line."""
+    import sqlite3
+    import time
+
+    from tests.support.servers import free_port
+
+    issued = run("keys", "issue", "pay/far", "--owner", "pay", "--dest", "file:pay/far.key", "--no-print")
+    assert issued.code == 0, issued.stderr
+    with sqlite3.connect(tmp_path / "keyops.db") as db:
+        db.execute("UPDATE destinations SET uri = 'vault:secret/pay/far', kind = 'vault'")
+    env = {
+        **run.env,
+        "VAULT_ADDR": f"http://127.0.0.1:{free_port()}",  # closed: nothing listens there
+        "VAULT_TOKEN": "not-used",
+        "KEYOPS_ROTATION_MAX_ATTEMPTS": "2",
+        "KEYOPS_ROTATION_BACKOFF_INITIAL": "1s",
+    }
+    started = time.monotonic()
+    code, shown = _on_a_terminal(env, tmp_path, "keys", "rotate", "pay/far")
+    elapsed = time.monotonic() - started
+    assert code != 0, shown
+    assert "waiting: attempt 2 of 2 in" in shown and "vault:secret/pay/far" in shown, shown
+    errors = [line for line in shown.splitlines() if "keyops: error:" in line]
+    assert len(errors) == 1 and "Vault unavailable" in errors[0] and "stores.vault.addr" in errors[0], shown
+    assert elapsed < 20, elapsed

@@ -66,6 +66,36 @@ print(json.dumps(loaded), file=sys.stderr)
     assert not (tmp_path / "keyops.db").exists()
 
 
+def test_keys_list_builds_no_part_a_read_does_not_use(app: App, cli: Any, env: dict[str, str], tmp_path: Path) -> None:
+    """``keys list`` imports neither the rotation engine, the detection engine,
+    the alert receiver nor Alembic (most of its start-up time once was just
+    that), and the App builds those parts only when something asks for them."""
+    ok(cli("keys", "issue", "team/listed", "--owner", "o"))
+    script = """
+import json, sys
+import keyops.cli.main as main
+sys.argv = ["keyops", "keys", "list", "--json"]
+try:
+    main.run()
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert [k["name"] for k in json.loads(done.stdout)] == ["team/listed"]
+    modules = json.loads(done.stderr.strip().splitlines()[-1])
+    unneeded = ("keyops.lifecycle.rotation", "keyops.detect", "keyops.alerts.receiver", "keyops.lifecycle.checkpoint")
+    heavy = [m for m in modules if m.startswith(unneeded) or m.split(".")[0] in ("alembic", "uvicorn", "starlette")]
+    assert not heavy, heavy
+    assert "rich.progress" not in modules
+    built = set(vars(app))
+    assert not built & {"alerts", "detection", "checkpoints", "rotations", "issuers"}, built
+    assert app.rotations is app.rotations  # built once, on first use
+
+
 def test_the_root_help_lists_each_command_with_its_own_help() -> None:
     for entry in COMMANDS:
         command = lazy.load(entry)
