@@ -13,7 +13,6 @@ import typer
 
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json
-from keyops.lifecycle.adopt import AdoptService
 
 
 def adopt(
@@ -45,6 +44,8 @@ def adopt(
     if not owner:
         raise InvalidInputError("give --owner: the team that owns the key")
     st = state(ctx)
+    from keyops.lifecycle.adopt import AdoptService  # SQLAlchemy: imported when adopting
+
     app = st.app()
     service = AdoptService(app.sessions, app.issuers, app.stores)
     view = service.adopt(
