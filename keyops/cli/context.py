@@ -53,7 +53,7 @@ class CliState:
         must neither create nor migrate the inventory (it says where it looked).
         ``create``: serve and db upgrade, which create the schema anywhere."""
         if self._app is None:
-            if self.remote is not None and prepare and not create:
+            if prepare and not create and self.remote is not None:
                 # Not (yet) a client of the API: say so rather than quietly
                 # open a database the user did not mean (``serve`` and
                 # ``db upgrade/status`` always work on the database).
