@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import difflib
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from keyops import audit
-from keyops.bootstrap import App
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table
 from keyops.errors import AuditChainError, AuditHeadMismatchError, InvalidInputError, KeyOpsError
-from keyops.inventory.db import translate_db_errors
-from keyops.inventory.models import AuditEvent
-from keyops.lifecycle.keys import find_key
+
+if TYPE_CHECKING:  # SQLAlchemy and the audit chain: imported when used, API mode runs without them
+    from sqlalchemy.orm import Session
+
+    from keyops import audit
+    from keyops.bootstrap import App
 
 app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 
@@ -44,6 +43,10 @@ COMMON_ACTIONS = (
 def check_action(session: Session, action: str) -> None:
     """``--action`` must be an action name, like ``--state`` must be a state:
     ``revoke`` is refused with ``key.revoked`` suggested, not answered with nothing."""
+    from sqlalchemy import select
+
+    from keyops.inventory.models import AuditEvent
+
     present = set(session.execute(select(AuditEvent.action).distinct()).scalars())
     known = sorted(present | set(COMMON_ACTIONS))
     if action in known:
@@ -63,6 +66,29 @@ def list_events(
 ) -> None:
     """List the newest audit events (newest last)."""
     st = state(ctx)
+    if st.remote is not None:
+        docs = st.remote.json("GET", "/v1/admin/audit", params={"key": key, "action": action, "limit": limit})
+    else:
+        docs = _list_local(ctx, key, action, limit)
+    if as_json:
+        print_json(docs)
+        return
+    print_table(
+        None,
+        ["seq", "at", "actor", "action", "key", "reason"],
+        [(d["seq"], d["at"], d["actor"], d["action"], d["key_name"] or "-", d["reason"]) for d in docs],
+    )
+
+
+def _list_local(ctx: typer.Context, key: str | None, action: str | None, limit: int) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from keyops import audit
+    from keyops.inventory.db import translate_db_errors
+    from keyops.inventory.models import AuditEvent
+    from keyops.lifecycle.keys import find_key
+
+    st = state(ctx)
     app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
         stmt = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
@@ -72,15 +98,7 @@ def list_events(
             check_action(session, action)
             stmt = stmt.where(AuditEvent.action == action)
         events = list(reversed(session.execute(stmt).scalars().all()))
-        docs = [audit.event_document(e) for e in events]
-    if as_json:
-        print_json(docs)
-        return
-    print_table(
-        None,
-        ["seq", "at", "actor", "action", "key", "reason"],
-        [(d["seq"], d["at"], d["actor"], d["action"], d["key_name"] or "-", d["reason"]) for d in docs],
-    )
+        return [audit.event_document(e) for e in events]
 
 
 def _head_document(head: audit.Head) -> dict[str, object]:
@@ -98,6 +116,9 @@ def _head_document(head: audit.Head) -> dict[str, object]:
 def head(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print the chain's head as SEQ:HASH, to anchor it outside the database
     (check it later with `keyops audit verify --expect-head SEQ:HASH`)."""
+    from keyops import audit
+    from keyops.inventory.db import translate_db_errors
+
     st = state(ctx)
     app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
@@ -126,13 +147,19 @@ def verify(
     """Check the whole chain under the audit key. Exit 9 and name the first
     broken event if it fails (or if events are still unkeyed legacy events);
     exit 10 if it does not hold the --expect-head event exactly."""
+    st = state(ctx)
+    if st.remote is not None:
+        _verify_remote(st, expect_head, as_json)
+        return
+    from keyops import audit
+    from keyops.inventory.db import translate_db_errors
+
     expected: tuple[int, str] | None = None
     if expect_head is not None:
         try:
             expected = audit.parse_head(expect_head)
         except ValueError as exc:
             raise InvalidInputError(f"--expect-head: {exc}") from None
-    st = state(ctx)
     app_ = st.app(read_only=True)
     with translate_db_errors(st.settings.database.url), app_.sessions() as session:
         result = audit.verify(session, expect_head=expected)
@@ -175,6 +202,26 @@ def verify(
     )
 
 
+def _verify_remote(st: Any, expect_head: str | None, as_json: bool) -> None:
+    """The server verifies; its verdict is the ``--json`` document, with the
+    line the CLI exits with in ``error`` (exit 10 when the expected head is gone)."""
+    doc: dict[str, Any] = st.remote.json("GET", "/v1/admin/audit/verify", params={"expect_head": expect_head})
+    error = doc.pop("error", None)
+    failure: KeyOpsError | None = None
+    if not doc["ok"]:
+        kind = AuditHeadMismatchError if doc.get("expected_head_problem") else AuditChainError
+        failure = kind(error or "audit chain verification failed")
+    if as_json:
+        print_json(doc)
+        if failure is not None:
+            raise typer.Exit(failure.exit_code)
+        return
+    if failure is not None:
+        raise failure
+    held = f"; holds the expected head {expect_head}" if expect_head is not None else ""
+    console.print(f"audit chain OK: {doc['events']} events verified by {st.remote.addr}{held}", soft_wrap=True)
+
+
 def _key_id(app_: App) -> str:
     assert app_.audit_key is not None
     return app_.audit_key.get().key_id
@@ -184,6 +231,9 @@ def _key_id(app_: App) -> str:
 def seal(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Re-seal a chain that still holds legacy (unkeyed) events under the
     audit key, after verifying it; a broken chain is refused and left as it is."""
+    from keyops import audit
+    from keyops.inventory.db import translate_db_errors
+
     st = state(ctx)
     app_ = st.app()
     with translate_db_errors(st.settings.database.url), app_.sessions.begin() as session:

@@ -9,15 +9,23 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from keyops.errors import ConfigError
+
 if TYPE_CHECKING:  # imported when first used: `keyops --help` and `version` need neither
     from keyops.bootstrap import App
+    from keyops.cli.remote import Remote
     from keyops.config import Settings
+
+_UNSET = object()
 
 
 @dataclass
 class CliState:
     config_path: str | None = None
     actor_override: str | None = None
+    addr: str | None = None
+    token_file: str | None = None
+    _remote: object = _UNSET
     _settings: Settings | None = None
     _app: App | None = None
     _closers: list[App] = field(default_factory=list)
@@ -45,12 +53,31 @@ class CliState:
         must neither create nor migrate the inventory (it says where it looked).
         ``create``: serve and db upgrade, which create the schema anywhere."""
         if self._app is None:
+            if prepare and not create and self.remote is not None:
+                # Not (yet) a client of the API: say so rather than quietly
+                # open a database the user did not mean (``serve`` and
+                # ``db upgrade/status`` always work on the database).
+                raise ConfigError(
+                    "this command does not work through the admin API yet: "
+                    "unset KEYOPS_ADDR and KEYOPS_TOKEN (or drop --addr) to run it on the database"
+                )
             from keyops.bootstrap import build
             from keyops.inventory.location import Access
 
             access = Access.CREATE if create else Access.READ if read_only else Access.WRITE
             self._app = build(self.settings, prepare=prepare, check_defaults=check_defaults, access=access)
         return self._app
+
+    @property
+    def remote(self) -> Remote | None:
+        """The admin API to send commands to (``KEYOPS_ADDR`` and
+        ``KEYOPS_TOKEN``, or ``--addr`` and ``--token-file``), or ``None``:
+        the command works on the database directly."""
+        if self._remote is _UNSET:
+            from keyops.cli.remote import connection
+
+            self._remote = connection(self.addr, self.token_file, self.actor_override)
+        return self._remote  # type: ignore[return-value]
 
     @property
     def actor(self) -> str:

@@ -40,7 +40,11 @@ def findings_list(
 ) -> None:
     """List findings, newest first: two lines each (id, severity, action;
     then time, key, detector, case and summary), to fit 80 columns."""
-    items = state(ctx).app(read_only=True).detection.findings.list(key=key, case=case, limit=limit)
+    st = state(ctx)
+    if st.remote is not None:
+        items = st.remote.json("GET", "/v1/admin/findings", params={"key": key, "case": case, "limit": limit})
+    else:
+        items = st.app(read_only=True).detection.findings.list(key=key, case=case, limit=limit)
     if as_json:
         print_json(items)
         return
@@ -67,7 +71,13 @@ def findings_show(
 ) -> None:
     """Show one finding with its evidence: what it was judged against, what
     was observed, the thresholds and redacted samples."""
-    doc = state(ctx).app(read_only=True).detection.findings.show(finding_id)
+    st = state(ctx)
+    if st.remote is not None:
+        from keyops.cli.remote import segment
+
+        doc = st.remote.json("GET", f"/v1/admin/findings/{segment(finding_id)}")
+    else:
+        doc = st.app(read_only=True).detection.findings.show(finding_id)
     if as_json:
         print_json(doc)
         return

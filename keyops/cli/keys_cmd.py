@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -15,14 +15,16 @@ from keyops.cli.adopt_cmd import adopt as adopt_command
 from keyops.cli.adopt_cmd import sync_credentials
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table, short_time
+from keyops.cli.remote import key_path
+from keyops.cli.rotations_cmd import print_rotation, print_summary, rotate_due, rotation_document, rotation_failed
 from keyops.domain.abbrev import abbreviate
 from keyops.domain.durations import parse_duration
-from keyops.errors import InvalidInputError, KeyOpsError, StoreError
-from keyops.inventory.types import utcnow
-from keyops.lifecycle import bulk
-from keyops.lifecycle.keys import IssuedKey
-from keyops.lifecycle.usage import usage_summary
-from keyops.lifecycle.views import KeyView
+from keyops.errors import InvalidInputError, KeyOpsError
+
+if TYPE_CHECKING:  # the lifecycle imports SQLAlchemy: API mode must start without it
+    from keyops.cli.remote import Remote
+    from keyops.lifecycle.keys import IssuedKey
+    from keyops.lifecycle.views import KeyView
 
 app = typer.Typer(help="Issue and manage keys.", no_args_is_help=True)
 
@@ -34,6 +36,8 @@ ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in
 def _parse_expiry(value: str | None) -> datetime | None:
     if value is None:
         return None
+    from keyops.inventory.types import utcnow
+
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -112,6 +116,50 @@ def issue(
         raise typer.BadParameter("missing: who owns the key", param_hint="'--owner' / '-o'")
     if no_print and not dest:
         raise InvalidInputError("--no-print needs at least one --dest: otherwise the key would be lost")
+    if st.remote is not None:
+        body = {
+            "name": name,
+            "owner": owner,
+            "profile": profile,
+            "policy": policy,
+            "description": description,
+            "expires": expires,
+            "destinations": dest or [],
+            "adopt": adopt,
+            "no_print": no_print,
+            "reason": reason,
+        }
+        doc = st.remote.json("POST", "/v1/admin/keys", body=body)
+    else:
+        doc = _issue_local(ctx, name, owner, profile, policy, description, expires, dest, adopt, no_print, reason)
+    if as_json:
+        print_json(doc)
+        return
+    console.print(
+        f"Issued [bold]{doc['name']}[/bold] (id {doc['id']}, profile {doc['profile']}, policy {doc['policy']})."
+    )
+    if doc["destinations"]:
+        console.print(f"Delivered to {', '.join(doc['destinations'])}.")
+    if no_print:
+        return
+    console.print("Key (shown once, store it now):", style="yellow")
+    typer.echo(doc["key"])
+
+
+def _issue_local(
+    ctx: typer.Context,
+    name: str,
+    owner: str,
+    profile: str | None,
+    policy: str | None,
+    description: str,
+    expires: str | None,
+    dest: list[str] | None,
+    adopt: bool,
+    no_print: bool,
+    reason: str,
+) -> dict[str, Any]:
+    st = state(ctx)
     expires_at = _parse_expiry(expires)
     keys = st.app().keys
     result = keys.issue(
@@ -126,20 +174,7 @@ def issue(
         destinations=dest or (),
         adopt=adopt,
     )
-    doc = issued_document(result.key, None if no_print else result.plaintext)
-    if as_json:
-        print_json(doc)
-        return
-    console.print(
-        f"Issued [bold]{result.key.name}[/bold] (id {result.key.id}, profile {result.key.profile}, "
-        f"policy {result.key.policy})."
-    )
-    if result.key.destinations:
-        console.print(f"Delivered to {', '.join(result.key.destinations)}.")
-    if no_print:
-        return
-    console.print("Key (shown once, store it now):", style="yellow")
-    typer.echo(result.plaintext)
+    return issued_document(result.key, None if no_print else result.plaintext)
 
 
 def _issue_from_file(ctx: typer.Context, path: str, reason: str, no_print: bool) -> None:
@@ -149,6 +184,13 @@ def _issue_from_file(ctx: typer.Context, path: str, reason: str, no_print: bool)
     delivered and issued one at a time, each becoming active only once every
     one of its destinations holds it."""
     st = state(ctx)
+    if st.remote is not None:
+        raise InvalidInputError(
+            "keys issue --from-file does not work through the admin API yet: "
+            "unset KEYOPS_ADDR to run it on the database"
+        )
+    from keyops.lifecycle import bulk
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -251,8 +293,9 @@ def rotate(
             grace_seconds = parse_duration(grace)
         except ValueError as exc:
             raise InvalidInputError(f"--grace: {exc}") from None
-    from keyops.cli.rotations_cmd import print_rotation, rotate_due  # here: `keys list` needs neither
-
+    if st.remote is not None:
+        _rotate_remote(st.remote, name, grace, reason, due=due, limit=limit, as_json=as_json, evict=evict, force=force)
+        return
     engine = st.app().rotations
     if due:
         rotate_due(engine, limit=limit, as_json=as_json)
@@ -273,15 +316,48 @@ def rotate(
             evict_oldest_inactive=evict,
             force=force,
         )
+    doc = rotation_document(result)
     if as_json:
-        doc = result.to_document(with_steps=False)
-        if result.plaintext is not None:
-            doc["key"] = result.plaintext
         print_json(doc)
     else:
-        print_rotation(result)
+        print_rotation(doc)
     if not result.ok:
-        raise StoreError(f"rotation {result.rotation_id} of {result.key_name} {result.status}: {result.last_error}")
+        raise rotation_failed(doc)
+
+
+def _rotate_remote(
+    remote: Remote,
+    name: str | None,
+    grace: str | None,
+    reason: str,
+    *,
+    due: bool,
+    limit: int,
+    as_json: bool,
+    evict: bool,
+    force: bool,
+) -> None:
+    """``keys rotate`` through the API: a failed rotation is a 502 carrying
+    its document, printed before exiting 8 as in database mode."""
+    if force:
+        raise InvalidInputError("--force does not work through the admin API: run it on the database")
+    if due:
+        print_summary(remote.json("POST", "/v1/admin/rotations/due", body={"limit": limit}), as_json)
+        return
+    assert name is not None
+    body = {"grace": grace, "reason": reason, "evict_oldest_inactive": evict}
+    answer = remote.request("POST", key_path(name) + "/rotate", body=body, ok=(502,))
+    failed = answer.status_code == 502
+    doc = answer.json()
+    if failed and not isinstance(doc.get("rotation"), dict):
+        raise remote.error(answer)
+    doc = doc["rotation"] if failed else doc
+    if as_json:
+        print_json(doc)
+    else:
+        print_rotation(doc)
+    if failed:
+        raise rotation_failed(doc)
 
 
 @app.command("list")
@@ -300,45 +376,80 @@ def list_keys(
     as_json: JsonOpt = False,
 ) -> None:
     """List keys by name, filtered by owner, state or profile; --limit, --cursor and --all page."""
-    service = state(ctx).app(read_only=True).keys
-    views = service.list(owner=owner, state=key_state, profile=profile, limit=limit, after=cursor)
-    while every and views and len(views) % limit == 0:
-        page = service.list(owner=owner, state=key_state, profile=profile, limit=limit, after=views[-1].name)
-        if not page:
-            break
-        views.extend(page)
-    more = 0
-    if views and not every and len(views) == limit:
-        more = service.count_after(views[-1].name, owner=owner, state=key_state, profile=profile)
+    st = state(ctx)
+    filters = {"owner": owner, "state": key_state, "profile": profile}
+    if st.remote is not None:
+        docs, more_after = _list_remote(st.remote, filters, limit, cursor, every)
+        more = "more key(s)" if more_after else ""
+    else:
+        service = st.app(read_only=True).keys
+        views = service.list(owner=owner, state=key_state, profile=profile, limit=limit, after=cursor)
+        while every and views and len(views) % limit == 0:
+            page = service.list(owner=owner, state=key_state, profile=profile, limit=limit, after=views[-1].name)
+            if not page:
+                break
+            views.extend(page)
+        count = 0
+        if views and not every and len(views) == limit:
+            count = service.count_after(views[-1].name, owner=owner, state=key_state, profile=profile)
+        more = f"{count} more key(s)" if count else ""
+        docs = [v.to_document(with_versions=False) for v in views]
     if more:
         # Said on stderr, so --json output stays one list.
+        last = docs[-1]["name"]
         sys.stderr.write(
-            f"keyops: {more} more key(s) after {views[-1].name}: next page with --cursor {views[-1].name}, "
-            f"or --all (or a larger --limit)\n"
+            f"keyops: {more} after {last}: next page with --cursor {last}, or --all (or a larger --limit)\n"
         )
     if as_json:
-        print_json([v.to_document(with_versions=False) for v in views])
+        print_json(docs)
         return
-    ids = abbreviate(v.id for v in views)
+    ids = abbreviate(d["id"] for d in docs)
     print_table(
         None,
         ["name", "id", "owner", "state", "profile", "policy", "version", "prefix", "next rotation", "last used"],
         [
             (
-                v.name,
-                ids[v.id],
-                v.owner,
-                v.state,
-                v.profile,
-                v.policy,
-                v.current_version.number if v.current_version else "-",
-                v.current_version.display_prefix if v.current_version else "-",
-                short_time(v.to_document(with_versions=False)["next_rotation_at"]),
-                short_time(v.to_document(with_versions=False)["last_used_at"]),
+                d["name"],
+                ids[d["id"]],
+                d["owner"],
+                d["state"],
+                d["profile"],
+                d["policy"],
+                d["current_version"] or "-",
+                d["display_prefix"] or "-",
+                short_time(d["next_rotation_at"]),
+                short_time(d["last_used_at"]),
             )
-            for v in views
+            for d in docs
         ],
     )
+
+
+#: The admin API's largest page (``/v1/admin/keys?limit=``).
+API_PAGE = 1000
+
+
+def _list_remote(
+    remote: Remote, filters: dict[str, str | None], limit: int, cursor: str | None, every: bool
+) -> tuple[list[dict[str, Any]], bool]:
+    """Pages of at most :data:`API_PAGE` until ``limit`` keys (or all of
+    them); whether more follow. ``--cursor`` is a key name, as in database
+    mode: it becomes the API's cursor here."""
+    from keyops.cli.remote import NEXT_CURSOR_HEADER, encode_cursor
+
+    docs: list[dict[str, Any]] = []
+    after = cursor
+    while True:
+        want = API_PAGE if every else min(API_PAGE, limit - len(docs))
+        params: dict[str, Any] = {**filters, "limit": want, "cursor": encode_cursor(after) if after else None}
+        answer = remote.request("GET", "/v1/admin/keys", params=params)
+        page: list[dict[str, Any]] = answer.json()
+        docs.extend(page)
+        if not page or not answer.headers.get(NEXT_CURSOR_HEADER):
+            return docs, False
+        if not every and len(docs) >= limit:
+            return docs, True
+        after = page[-1]["name"]
 
 
 @app.command("show")
@@ -348,10 +459,16 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one key with its versions, destinations and recent usage."""
-    app = state(ctx).app(read_only=True)
-    view = app.keys.show(name)
-    doc = view.to_document()
-    doc["usage"] = usage_summary(app.sessions, view.id)
+    st = state(ctx)
+    if st.remote is not None:
+        doc: dict[str, Any] = st.remote.json("GET", key_path(name))
+    else:
+        from keyops.lifecycle.usage import usage_summary
+
+        app = st.app(read_only=True)
+        view = app.keys.show(name)
+        doc = view.to_document()
+        doc["usage"] = usage_summary(app.sessions, view.id)
     if as_json:
         print_json(doc)
         return
@@ -374,8 +491,8 @@ def show(
         value = doc.get(field)
         if value not in (None, ""):
             console.print(f"[bold]{field:>17}[/bold]  {value}")
-    if view.destinations:
-        console.print(f"[bold]{'destinations':>17}[/bold]  {', '.join(view.destinations)}")
+    if doc["destinations"]:
+        console.print(f"[bold]{'destinations':>17}[/bold]  {', '.join(doc['destinations'])}")
     print_table(
         "versions",
         ["#", "state", "prefix", "created", "activated", "grace ends", "retired", "revoked", "last used"],
@@ -406,33 +523,34 @@ def show(
 
 def _state_change(ctx: typer.Context, name: str, action: str, reason: str, as_json: bool) -> None:
     st = state(ctx)
-    keys = st.app().keys
-    view = getattr(keys, action)(name, actor=st.actor, reason=reason)
-    if as_json:
-        print_json(view.to_document(with_versions=False))
+    if st.remote is not None:
+        # the server brings a cloud key's credentials in line too
+        doc = st.remote.json("POST", f"{key_path(name)}/{action}", body={"reason": reason})
     else:
-        console.print(f"{view.name} is now {view.state}.")
+        doc = getattr(st.app().keys, action)(name, actor=st.actor, reason=reason).to_document(with_versions=False)
+        sync_credentials(ctx, name)  # cloud keys: revoked/suspended deactivated (revoked deleted after the hold)
+    if as_json:
+        print_json(doc)
+    else:
+        console.print(f"{doc['name']} is now {doc['state']}.")
 
 
 @app.command("suspend")
 def suspend(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Suspend a key: verify rejects it until it is resumed."""
     _state_change(ctx, name, "suspend", reason, as_json)
-    sync_credentials(ctx, name)  # cloud keys: access keys deactivated until resumed
 
 
 @app.command("resume")
 def resume(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Resume a suspended key."""
     _state_change(ctx, name, "resume", reason, as_json)
-    sync_credentials(ctx, name)
 
 
 @app.command("revoke")
 def revoke(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Revoke a key and all its versions, for good."""
     _state_change(ctx, name, "revoke", reason, as_json)
-    sync_credentials(ctx, name)  # cloud keys: access keys deactivated now, deleted after the hold
 
 
 @app.command("update")
@@ -447,11 +565,16 @@ def update(
 ) -> None:
     """Change a key's owner, profile or rotation policy."""
     st = state(ctx)
-    view = st.app().keys.update(name, actor=st.actor, reason=reason, owner=owner, profile=profile, policy=policy)
-    if as_json:
-        print_json(view.to_document(with_versions=False))
+    if st.remote is not None:
+        body = {"owner": owner, "profile": profile, "policy": policy, "reason": reason}
+        doc = st.remote.json("PATCH", key_path(name), body=body)
     else:
-        console.print(f"{view.name}: owner {view.owner}, profile {view.profile}, policy {view.policy}.")
+        view = st.app().keys.update(name, actor=st.actor, reason=reason, owner=owner, profile=profile, policy=policy)
+        doc = view.to_document(with_versions=False)
+    if as_json:
+        print_json(doc)
+    else:
+        console.print(f"{doc['name']}: owner {doc['owner']}, profile {doc['profile']}, policy {doc['policy']}.")
 
 
 app.command("adopt")(adopt_command)

@@ -76,8 +76,16 @@ def main(
     actor: Annotated[
         str | None, typer.Option("--actor", help="A note for the audit log (the actor is always local:<your OS user>).")
     ] = None,
+    addr: Annotated[
+        str | None,
+        typer.Option("--addr", help="Send commands to the admin API at this URL (default: $KEYOPS_ADDR)."),
+    ] = None,
+    token_file: Annotated[
+        str | None,
+        typer.Option("--token-file", help="A file holding the API token (default: $KEYOPS_TOKEN)."),
+    ] = None,
 ) -> None:
-    ctx.obj = CliState(config_path=config, actor_override=actor)
+    ctx.obj = CliState(config_path=config, actor_override=actor, addr=addr, token_file=token_file)
     ctx.call_on_close(ctx.obj.close)
 
 

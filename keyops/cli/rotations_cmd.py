@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,10 +13,10 @@ from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.domain.abbrev import abbreviate
 from keyops.errors import StoreError
 from keyops.lifecycle.lease_holder import Holder
-from keyops.lifecycle.rotation_result import RotationResult
 
-if TYPE_CHECKING:  # `keys` imports this module; the engine is built (and imported) on first use
+if TYPE_CHECKING:  # the lifecycle imports SQLAlchemy: API mode must start without it
     from keyops.lifecycle.rotation import RotationEngine
+    from keyops.lifecycle.rotation_result import RotationResult
 
 app = typer.Typer(help="Rotations: each one's steps, attempts and errors.", no_args_is_help=True)
 
@@ -27,48 +27,69 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def print_rotation(result: RotationResult) -> None:
-    versions = f"v{result.old_version or '-'} -> v{result.new_version or '-'}"
-    console.print(f"{result.key_name}: rotation {result.rotation_id} {result.status} ({versions}, step {result.step}).")
-    if result.last_error and not result.ok:
-        console.print(f"error: {result.last_error}", style="red")
-    if result.status == "failed":
-        retry = result.to_document()["next_attempt_at"]
+def rotation_document(result: RotationResult) -> dict[str, Any]:
+    """``keys rotate --json``: the rotation, with the new key when it has no destinations."""
+    doc = result.to_document(with_steps=False)
+    if result.plaintext is not None:
+        doc["key"] = result.plaintext
+    return doc
+
+
+def print_rotation(doc: dict[str, Any]) -> None:
+    """One rotation for people, from its document (database or API mode)."""
+    versions = f"v{doc['old_version'] or '-'} -> v{doc['new_version'] or '-'}"
+    console.print(f"{doc['key_name']}: rotation {doc['id']} {doc['status']} ({versions}, step {doc['step']}).")
+    ok = doc["status"] == "finished"
+    if doc["last_error"] and not ok:
+        console.print(f"error: {doc['last_error']}", style="red")
+    if doc["status"] == "failed":
+        retry = doc["next_attempt_at"]
         console.print(
             f"The daemon retries it at {retry}; keyops rotations resume retries it now."
             if retry
             else "No automatic retry is left: run keyops rotations resume once the cause is fixed."
         )
-    if result.plaintext is not None:
+    if doc.get("key") is not None:
         console.print("New key (the key has no destinations; shown once, store it now):", style="yellow")
-        typer.echo(result.plaintext)
+        typer.echo(doc["key"])
+
+
+def rotation_failed(doc: dict[str, Any]) -> StoreError:
+    return StoreError(f"rotation {doc['id']} of {doc['key_name']} {doc['status']}: {doc['last_error']}")
 
 
 def _summary(results: list[RotationResult], as_json: bool, held: list[Holder] | None = None) -> None:
-    failed = [r for r in results if not r.ok]
+    failed = sum(1 for r in results if not r.ok)
+    doc: dict[str, Any] = {
+        "rotated": len(results) - failed,
+        "failed": failed,
+        "rotations": [r.to_document() for r in results],
+    }
+    held_docs = None
+    if held is not None:
+        held_docs = [
+            {"rotation_id": h.rotation_id, "key": h.key_name, "worker": h.worker, "until": iso(h.until)} for h in held
+        ]
+    print_summary(doc, as_json, held_docs, [h.describe() for h in held or []])
+
+
+def print_summary(
+    doc: dict[str, Any], as_json: bool, held: list[dict[str, Any]] | None = None, held_lines: list[str] | None = None
+) -> None:
+    """``rotations resume`` and ``keys rotate --due``, from the summary
+    document (the API answers it without ``held``)."""
+    failed = [r for r in doc["rotations"] if r["status"] != "finished"]
     if as_json:
-        doc: dict[str, object] = {
-            "rotated": len(results) - len(failed),
-            "failed": len(failed),
-            "rotations": [r.to_document() for r in results],
-        }
-        if held is not None:
-            doc["held"] = [
-                {"rotation_id": h.rotation_id, "key": h.key_name, "worker": h.worker, "until": iso(h.until)}
-                for h in held
-            ]
-        print_json(doc)
+        print_json(doc if held is None else {**doc, "held": held})
     else:
-        console.print(f"{len(results) - len(failed)} rotated, {len(failed)} failed.")
-        for result in failed:
-            print_rotation(result)
-        for holder in held or []:
+        console.print(f"{doc['rotated']} rotated, {doc['failed']} failed.")
+        for rotation in failed:
+            print_rotation(rotation)
+        for line in held_lines or []:
             # Not taken over: its worker may still be at it. Say so, and how.
-            console.print(
-                f"left alone: {holder.describe()}; if that worker is dead, --force takes it over.", soft_wrap=True
-            )
-    if failed:
-        raise StoreError(f"{len(failed)} rotation(s) failed; see keyops rotations list --status failed")
+            console.print(f"left alone: {line}; if that worker is dead, --force takes it over.", soft_wrap=True)
+    if doc["failed"]:
+        raise StoreError(f"{doc['failed']} rotation(s) failed; see keyops rotations list --status failed")
 
 
 def rotate_due(engine: RotationEngine, *, limit: int, as_json: bool) -> None:
@@ -101,27 +122,32 @@ def list_rotations(
     as_json: JsonOpt = False,
 ) -> None:
     """List rotations, newest first."""
-    results = state(ctx).app(read_only=True).rotations.list(status=status, key=key, limit=limit)
+    st = state(ctx)
+    if st.remote is not None:
+        params = {"status": status, "key": key, "limit": limit}
+        docs: list[dict[str, Any]] = st.remote.json("GET", "/v1/admin/rotations", params=params)
+    else:
+        docs = [r.to_document() for r in st.app(read_only=True).rotations.list(status=status, key=key, limit=limit)]
     if as_json:
-        print_json([r.to_document() for r in results])
+        print_json(docs)
         return
-    ids = abbreviate(r.rotation_id for r in results)
+    ids = abbreviate(r["id"] for r in docs)
     print_table(
         None,
         ["id", "key", "status", "step", "trigger", "versions", "attempts", "started", "error"],
         [
             (
-                ids[r.rotation_id],
-                r.key_name,
-                r.status,
-                r.step,
-                r.trigger,
-                f"{r.old_version or '-'} -> {r.new_version or '-'}",
-                r.attempts,
-                short_time(r.to_document()["created_at"]),
-                r.last_error[:60],
+                ids[r["id"]],
+                r["key_name"],
+                r["status"],
+                r["step"],
+                r["trigger"],
+                f"{r['old_version'] or '-'} -> {r['new_version'] or '-'}",
+                r["attempts"],
+                short_time(r["created_at"]),
+                r["last_error"][:60],
             )
-            for r in results
+            for r in docs
         ],
     )
 
@@ -131,8 +157,13 @@ def show(
     ctx: typer.Context, rotation_id: Annotated[str, typer.Argument(help="Rotation id.")], as_json: JsonOpt = False
 ) -> None:
     """One rotation with each of its steps."""
-    result = state(ctx).app(read_only=True).rotations.show(rotation_id)
-    doc = result.to_document(with_steps=True)
+    st = state(ctx)
+    if st.remote is not None:
+        from keyops.cli.remote import segment
+
+        doc: dict[str, Any] = st.remote.json("GET", f"/v1/admin/rotations/{segment(rotation_id)}")
+    else:
+        doc = st.app(read_only=True).rotations.show(rotation_id).to_document(with_steps=True)
     if as_json:
         print_json(doc)
         return
@@ -180,6 +211,10 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Finish unfinished rotations: failed ones and those of a worker that died."""
-    engine = state(ctx).app().rotations
+    st = state(ctx)
+    if st.remote is not None:
+        print_summary(st.remote.json("POST", "/v1/admin/rotations/resume", body={"force": force}), as_json)
+        return
+    engine = st.app().rotations
     results = engine.resume(only_expired_leases=not force, include_failed=True, limit=10000)
     _summary(results, as_json, held=engine.held())
