@@ -21,11 +21,13 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
 import orjson
+
+if TYPE_CHECKING:
+    import httpx
 
 from keyops.errors import (
     ConfigError,
@@ -41,7 +43,8 @@ PREFIX = "/v1/admin"
 NEXT_CURSOR_HEADER = "Keyops-Next-Cursor"
 NOTE_HEADER = "X-Keyops-Actor-Note"
 #: A rotation waits on secret stores; everything else answers at once.
-TIMEOUT = httpx.Timeout(10.0, read=120.0)
+# (connect/write/pool, read) seconds: a rotation may take a while to answer.
+TIMEOUT = (10.0, 120.0)
 
 _BY_STATUS: dict[int, type[KeyOpsError]] = {
     400: InvalidInputError,
@@ -121,9 +124,16 @@ class Remote:
         content = orjson.dumps(body) if body is not None else None
         if content is not None:
             headers["Content-Type"] = "application/json"
+        import httpx  # here: database-mode commands import this module too, and httpx loads rich.progress
+
         try:
             answer = httpx.request(
-                method, self.addr + path, params=query, content=content, headers=headers, timeout=TIMEOUT
+                method,
+                self.addr + path,
+                params=query,
+                content=content,
+                headers=headers,
+                timeout=httpx.Timeout(TIMEOUT[0], read=TIMEOUT[1]),
             )
         except httpx.TimeoutException:
             raise DatabaseUnavailableError(
