@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,7 +18,7 @@ from keyops.cli.output import console, print_json, print_table, short_time
 from keyops.cli.remote import key_path
 from keyops.cli.rotations_cmd import print_rotation, print_summary, rotate_due, rotation_document, rotation_failed
 from keyops.domain.abbrev import abbreviate
-from keyops.domain.durations import parse_duration
+from keyops.domain.durations import parse_duration, parse_expiry
 from keyops.errors import InvalidInputError, KeyOpsError
 
 if TYPE_CHECKING:  # the lifecycle imports SQLAlchemy: API mode must start without it
@@ -34,39 +34,15 @@ ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in
 
 
 def _parse_expiry(value: str | None) -> datetime | None:
-    if value is None:
-        return None
     from keyops.inventory.types import utcnow
 
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            return utcnow() + timedelta(seconds=parse_duration(value))
-        except ValueError:
-            raise InvalidInputError(
-                f"--expires {value!r} is neither an ISO 8601 time (2027-01-31T00:00Z) nor a duration (90d)"
-            ) from None
-    if moment.tzinfo is None:
-        raise InvalidInputError(f"--expires {value!r} has no time zone: add Z or +00:00")
-    return moment
+    return parse_expiry(value, utcnow())
 
 
-def issued_document(view: KeyView, plaintext: str | None) -> dict[str, object]:
-    current = view.current_version
-    return {
-        "id": view.id,
-        "name": view.name,
-        "owner": view.owner,
-        "profile": view.profile,
-        "policy": view.policy,
-        "state": view.state,
-        "key": plaintext,
-        "display_prefix": current.display_prefix if current else None,
-        "version": current.number if current else None,
-        "destinations": list(view.destinations),
-        "created_at": view.to_document(with_versions=False)["created_at"],
-    }
+def issued_document(view: KeyView, plaintext: str | None) -> dict[str, Any]:
+    from keyops.lifecycle.views import issued_document as document  # SQLAlchemy: only when issuing
+
+    return document(view, plaintext)
 
 
 @app.command("issue")
