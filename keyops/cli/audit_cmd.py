@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,47 +12,10 @@ from keyops.cli.output import console, print_json, print_table
 from keyops.errors import AuditChainError, AuditHeadMismatchError, InvalidInputError, KeyOpsError
 
 if TYPE_CHECKING:  # SQLAlchemy and the audit chain: imported when used, API mode runs without them
-    from sqlalchemy.orm import Session
-
     from keyops import audit
     from keyops.bootstrap import App
 
 app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
-
-
-#: Actions that are always valid filters, present in this log or not (the
-#: others are whatever the log holds: profile.created, key.credential_deleted...).
-COMMON_ACTIONS = (
-    "key.issued",
-    "key.updated",
-    "key.suspended",
-    "key.resumed",
-    "key.revoked",
-    "key.destinations_cleared",
-    "key.expired",
-    "key.adopted",
-    "key.version_retired",
-    "rotation.started",
-    "rotation.resumed",
-    "token.created",
-    "token.revoked",
-)
-
-
-def check_action(session: Session, action: str) -> None:
-    """``--action`` must be an action name, like ``--state`` must be a state:
-    ``revoke`` is refused with ``key.revoked`` suggested, not answered with nothing."""
-    from sqlalchemy import select
-
-    from keyops.inventory.models import AuditEvent
-
-    present = set(session.execute(select(AuditEvent.action).distinct()).scalars())
-    known = sorted(present | set(COMMON_ACTIONS))
-    if action in known:
-        return
-    close = [a for a in known if action.lower() in a] or difflib.get_close_matches(action, known, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close[:3])}? " if close else ""
-    raise InvalidInputError(f"unknown audit action {action!r}: {hint}valid actions: {', '.join(known)}")
 
 
 @app.command("list")
@@ -95,6 +57,8 @@ def _list_local(ctx: typer.Context, key: str | None, action: str | None, limit: 
         if key:
             stmt = stmt.where(AuditEvent.key_id == find_key(session, key).id)
         if action:
+            from keyops.lifecycle.audit_log import check_action
+
             check_action(session, action)
             stmt = stmt.where(AuditEvent.action == action)
         events = list(reversed(session.execute(stmt).scalars().all()))

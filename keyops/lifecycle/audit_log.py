@@ -4,6 +4,7 @@ verdict, as the documents ``keyops audit list/verify --json`` print and
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +16,36 @@ from keyops.inventory.models import AuditEvent
 from keyops.lifecycle.keys import find_key
 
 MAX_LIMIT = 100000
+
+#: Actions that are always valid filters, present in this log or not (the
+#: others are whatever the log holds: profile.created, key.credential_deleted...).
+COMMON_ACTIONS = (
+    "key.issued",
+    "key.updated",
+    "key.suspended",
+    "key.resumed",
+    "key.revoked",
+    "key.destinations_cleared",
+    "key.expired",
+    "key.adopted",
+    "key.version_retired",
+    "rotation.started",
+    "rotation.resumed",
+    "token.created",
+    "token.revoked",
+)
+
+
+def check_action(session: Session, action: str) -> None:
+    """``--action`` must be an action name, like ``--state`` must be a state:
+    ``revoke`` is refused with ``key.revoked`` suggested, not answered with nothing."""
+    present = set(session.execute(select(AuditEvent.action).distinct()).scalars())
+    known = sorted(present | set(COMMON_ACTIONS))
+    if action in known:
+        return
+    close = [a for a in known if action.lower() in a] or difflib.get_close_matches(action, known, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close[:3])}? " if close else ""
+    raise InvalidInputError(f"unknown audit action {action!r}: {hint}valid actions: {', '.join(known)}")
 
 
 def list_events(
@@ -28,6 +59,7 @@ def list_events(
         if key:
             stmt = stmt.where(AuditEvent.key_id == find_key(session, key).id)
         if action:
+            check_action(session, action)
             stmt = stmt.where(AuditEvent.action == action)
         events = list(reversed(session.execute(stmt).scalars().all()))
         return [audit.event_document(e) for e in events]
