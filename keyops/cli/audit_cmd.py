@@ -9,10 +9,9 @@ import typer
 
 from keyops.cli.context import state
 from keyops.cli.output import console, print_json, print_table
-from keyops.errors import AuditChainError, AuditHeadMismatchError, InvalidInputError, KeyOpsError
+from keyops.errors import AuditChainError, AuditHeadMismatchError, KeyOpsError
 
 if TYPE_CHECKING:  # SQLAlchemy and the audit chain: imported when used, API mode runs without them
-    from keyops import audit
     from keyops.bootstrap import App
 
 app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
@@ -43,37 +42,13 @@ def list_events(
 
 
 def _list_local(ctx: typer.Context, key: str | None, action: str | None, limit: int) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from keyops import audit
     from keyops.inventory.db import translate_db_errors
-    from keyops.inventory.models import AuditEvent
-    from keyops.lifecycle.keys import find_key
+    from keyops.lifecycle import audit_log
 
     st = state(ctx)
     app_ = st.app(read_only=True)
-    with translate_db_errors(st.settings.database.url), app_.sessions() as session:
-        stmt = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
-        if key:
-            stmt = stmt.where(AuditEvent.key_id == find_key(session, key).id)
-        if action:
-            from keyops.lifecycle.audit_log import check_action
-
-            check_action(session, action)
-            stmt = stmt.where(AuditEvent.action == action)
-        events = list(reversed(session.execute(stmt).scalars().all()))
-        return [audit.event_document(e) for e in events]
-
-
-def _head_document(head: audit.Head) -> dict[str, object]:
-    return {
-        "seq": head.seq,
-        "hash": head.hash,
-        "anchor": f"{head.seq}:{head.hash}",
-        "hash_alg": head.hash_alg,
-        "seal_key_id": head.seal_key_id,
-        "at": head.at.isoformat(timespec="microseconds") if head.at else None,
-    }
+    with translate_db_errors(st.settings.database.url):
+        return audit_log.list_events(app_.sessions, key=key, action=action, limit=limit)
 
 
 @app.command("head")
@@ -82,11 +57,12 @@ def head(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = 
     (check it later with `keyops audit verify --expect-head SEQ:HASH`)."""
     from keyops import audit
     from keyops.inventory.db import translate_db_errors
+    from keyops.lifecycle import audit_log
 
     st = state(ctx)
     app_ = st.app(read_only=True)
-    with translate_db_errors(st.settings.database.url), app_.sessions() as session:
-        doc = _head_document(audit.head(session))
+    with translate_db_errors(st.settings.database.url):
+        doc = audit_log.head_document(app_.sessions)
     if as_json:
         print_json(doc)
     else:
@@ -115,46 +91,15 @@ def verify(
     if st.remote is not None:
         _verify_remote(st, expect_head, as_json)
         return
-    from keyops import audit
     from keyops.inventory.db import translate_db_errors
+    from keyops.lifecycle import audit_log
 
-    expected: tuple[int, str] | None = None
-    if expect_head is not None:
-        try:
-            expected = audit.parse_head(expect_head)
-        except ValueError as exc:
-            raise InvalidInputError(f"--expect-head: {exc}") from None
+    expected = audit_log.parse_expected_head(expect_head)
     app_ = st.app(read_only=True)
-    with translate_db_errors(st.settings.database.url), app_.sessions() as session:
-        result = audit.verify(session, expect_head=expected)
-    legacy_problem = None
-    if result.intact and result.legacy_events:
-        legacy_problem = (
-            f"audit chain is not sealed: {result.legacy_events} of {result.events} events are unkeyed legacy events "
-            f"(plain SHA-256, written before the audit key existed) that anyone with write access to the database "
-            f"could have rewritten; check them, then run `keyops audit seal`"
-        )
-    failure: KeyOpsError | None = None
-    if not result.intact:
-        failure = AuditChainError(f"audit chain is broken: {result.problems[0]}")
-    elif result.anchor_problem:
-        failure = AuditHeadMismatchError(f"audit chain does not hold the expected head: {result.anchor_problem}")
-    elif legacy_problem:
-        failure = AuditChainError(legacy_problem)
+    with translate_db_errors(st.settings.database.url):
+        doc, failure = audit_log.verify_report(app_.sessions, expected)
     if as_json:
-        print_json(
-            {
-                "ok": failure is None,
-                "events": result.events,
-                "sealed_events": result.sealed_events,
-                "legacy_events": result.legacy_events,
-                "problems": result.problems,
-                "first_bad_seq": result.first_bad_seq,
-                "head": {"seq": result.head_seq, "hash": result.head_hash},
-                "expected_head": None if expected is None else {"seq": expected[0], "hash": expected[1]},
-                "expected_head_problem": result.anchor_problem,
-            }
-        )
+        print_json(doc)
         if failure is not None:
             raise typer.Exit(failure.exit_code)
         return
@@ -162,7 +107,7 @@ def verify(
         raise failure
     held = f"; holds the expected head {expected[0]}" if expected is not None else ""
     console.print(
-        f"audit chain OK: {result.events} events verified under audit key {_key_id(app_)}{held}", soft_wrap=True
+        f"audit chain OK: {doc['events']} events verified under audit key {_key_id(app_)}{held}", soft_wrap=True
     )
 
 
@@ -197,12 +142,13 @@ def seal(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = 
     audit key, after verifying it; a broken chain is refused and left as it is."""
     from keyops import audit
     from keyops.inventory.db import translate_db_errors
+    from keyops.lifecycle import audit_log
 
     st = state(ctx)
     app_ = st.app()
     with translate_db_errors(st.settings.database.url), app_.sessions.begin() as session:
         result = audit.seal(session, actor=st.actor)
-        doc = _head_document(result.head)
+        doc = audit_log.document_of_head(result.head)
     if as_json:
         print_json({"legacy_events": result.legacy_events, "resealed_events": result.resealed_events, "head": doc})
         return

@@ -109,7 +109,10 @@ def verify_report(
 def head_document(sessions: sessionmaker[Session]) -> dict[str, Any]:
     """``audit head --json``: the chain's head, to anchor outside the database."""
     with sessions() as session:
-        head = audit.head(session)
+        return document_of_head(audit.head(session))
+
+
+def document_of_head(head: audit.Head) -> dict[str, Any]:
     return {
         "seq": head.seq,
         "hash": head.hash,
