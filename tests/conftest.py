@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,18 +89,20 @@ def cli(env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
     """Run ``python -m keyops ...`` as a user would, in a scratch directory."""
 
     def run(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 60) -> CliResult:
-        full_env = dict(env)
-        if extra_env:
-            full_env.update(extra_env)
-        proc = subprocess.run(
-            [sys.executable, "-m", "keyops", *args],
-            cwd=tmp_path,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+        return run_cli(args, env={**env, **(extra_env or {})}, cwd=tmp_path, timeout=timeout)
 
     return run
+
+
+def run_cli(args: Sequence[str], *, env: dict[str, str], cwd: Path, timeout: float = 120) -> CliResult:
+    """``python -m keyops ARGS`` in ``cwd`` with exactly ``env``, no stdin."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "keyops", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)

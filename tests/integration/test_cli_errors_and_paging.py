@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult
+from tests.conftest import CliResult, run_cli
 from tests.support.databases import sqlite_url
 
 
@@ -26,16 +26,7 @@ def run(base_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-de
     env = {**base_env, "KEYOPS_DATABASE_URL": sqlite_url(tmp_path)}
 
     def invoke(*args: str, extra: dict[str, str] | None = None) -> CliResult:
-        proc = subprocess.run(
-            [sys.executable, "-m", "keyops", *args],
-            cwd=tmp_path,
-            env={**env, **(extra or {})},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+        return run_cli(args, env={**env, **(extra or {})}, cwd=tmp_path)
 
     invoke.env = env  # type: ignore[attr-defined]
     return invoke

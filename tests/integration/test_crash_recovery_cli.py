@@ -7,8 +7,6 @@ with its worker and lease end, and ``--force`` takes it over."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -17,22 +15,13 @@ from keyops.bootstrap import build
 from keyops.config import load_settings
 from keyops.inventory import models
 from keyops.lifecycle.lease_holder import dead_local_process, process_worker_id
-from tests.conftest import CliResult
+from tests.conftest import CliResult, run_cli
 from tests.support.crash import kill_rotations_at
 from tests.support.databases import sqlite_url
 
 
 def _cli(env: dict[str, str], cwd: Path, *args: str) -> CliResult:
-    proc = subprocess.run(
-        [sys.executable, "-m", "keyops", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return run_cli(args, env=env, cwd=cwd)
 
 
 def test_dead_local_worker_is_taken_over_at_once_and_a_live_one_is_named(

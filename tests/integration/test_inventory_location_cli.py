@@ -8,28 +8,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from tests.conftest import CliResult
+from tests.conftest import CliResult, run_cli
 from tests.support.databases import POSTGRES_ENV, postgres_base_url, postgres_schema_url
 
 
 def _cli(env: dict[str, str], cwd: Path, *args: str) -> CliResult:
-    proc = subprocess.run(
-        [sys.executable, "-m", "keyops", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return run_cli(args, env=env, cwd=cwd)
 
 
 def _one_error(result: CliResult, code: int) -> str:
